@@ -1,0 +1,1 @@
+"""Attention modules: contextual attention and the variants the papers build on it."""
