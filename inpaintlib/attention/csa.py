@@ -236,9 +236,10 @@ def _attention_matrix(idx: Tensor, recurrence: _Recurrence, dtype: torch.dtype) 
     batch, positions = idx.shape
     hole_positions = recurrence.hole_positions  # (B,T), N where padded
     steps = hole_positions.shape[1]
-    attention = nnf.one_hot(idx, positions).to(dtype)  # known rows: one-hot at idx[q]  (B,N,N)
+    attention = torch.zeros(batch, positions + 1, positions, dtype=dtype, device=idx.device)  # row N: dummy
+    attention[:, :positions].scatter_(2, idx[:, :, None], 1.0)  # known rows: one-hot at idx[q]  (B,N,N)
     if steps == 0:
-        return attention
+        return attention[:, :positions]
     step = torch.arange(steps, device=idx.device)
     after_source = step[:, None] > step[None, :]  # [t, s]: t > s  (T,T)
     factors = torch.where(after_source, recurrence.weight_previous[:, :, None], 1.0)  # a_t where t > s  (B,T,T)
@@ -248,9 +249,9 @@ def _attention_matrix(idx: Tensor, recurrence: _Recurrence, dtype: torch.dtype) 
     match_index = idx.gather(1, hole_positions.clamp(max=positions - 1))  # idx[h_s]  (B,T)
     hole_rows = torch.zeros(batch, steps, positions, dtype=dtype, device=idx.device)
     hole_rows = hole_rows.scatter_add(2, match_index[:, None, :].expand(batch, steps, steps), step_coefficients)
-    with_dummy = torch.cat([attention, attention.new_zeros(batch, 1, positions)], dim=1)  # (B,N+1,N)
-    row_index = hole_positions[:, :, None].expand(batch, steps, positions)  # (B,T,N)
-    return with_dummy.scatter(1, row_index, hole_rows)[:, :positions]  # (B,N,N)
+    row_index = hole_positions[:, :, None].expand(batch, steps, positions)  # (B,T,N), padding -> row N
+    attention.scatter_(1, row_index, hole_rows)  # hole rows replace their one-hot rows
+    return attention[:, :positions]  # (B,N,N)
 
 
 def csa_generate(
