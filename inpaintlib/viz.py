@@ -1,0 +1,83 @@
+"""Pictures: grids of masked input / output / ground truth, label maps in colour, loss curves."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from inpaintlib.data.scenes import CLASS_COLOURS, CLASS_NAMES
+
+HOLE_COLOUR = (1.0, 1.0, 1.0)
+
+
+def masked_for_display(image: torch.Tensor, mask: torch.Tensor, colour: Sequence[float] = HOLE_COLOUR) -> torch.Tensor:
+    """``(B,3,H,W)`` image with its hole painted ``colour`` (white by default), for figures."""
+    fill = torch.tensor(colour, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return image * (1 - mask) + fill * mask
+
+
+def colorize_labels(labels: torch.Tensor, palette: np.ndarray | None = None) -> torch.Tensor:
+    """Label map ``(B,H,W)`` or ``(H,W)`` long -> RGB ``(B,3,H,W)`` / ``(3,H,W)`` in [0,1].
+
+    The default palette is each Scenes class's mean colour, so label maps read like the scenes.
+    Values outside the palette (e.g. 255 = ignore) are drawn black.
+    """
+    palette = CLASS_COLOURS if palette is None else palette
+    table = torch.zeros(256, 3)
+    table[: len(palette)] = torch.as_tensor(palette, dtype=torch.float32)
+    rgb = table[labels.long().clamp(0, 255)]
+    return rgb.movedim(-1, -3)
+
+
+def _to_hwc(img: torch.Tensor) -> np.ndarray:
+    img = img.detach().float().cpu()
+    if img.shape[0] == 1:
+        return img[0].numpy()
+    return img.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def show_grid(columns: dict[str, torch.Tensor], max_rows: int = 4, size: float = 1.8, title: str | None = None):
+    """One column per entry (e.g. masked input, output, ground truth), one row per image.
+
+    Each value is ``(B,3,H,W)`` in [0,1] or ``(B,1,H,W)`` (shown in grey). Returns the figure.
+    """
+    rows = min(max_rows, min(len(v) for v in columns.values()))
+    fig, axes = plt.subplots(rows, len(columns), figsize=(size * len(columns), size * rows), squeeze=False)
+    for c, (name, images) in enumerate(columns.items()):
+        for r in range(rows):
+            ax = axes[r, c]
+            img = _to_hwc(images[r])
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_legend(ax, names: Sequence[str] = CLASS_NAMES, palette: np.ndarray = CLASS_COLOURS) -> None:
+    """Add a legend of the class colours to ``ax``."""
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=palette[i], label=n) for i, n in enumerate(names)], loc="center left",
+              bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+
+
+def plot_loss_curves(curves: dict[str, list[tuple[int, float]]], title: str = "training losses"):
+    """Plot ``{term: [(step, value), ...]}`` (e.g. ``Trainer.loss_curve()``) on a log scale."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for term, points in curves.items():
+        steps, values = zip(*points)
+        ax.plot(steps, np.abs(values), label=term)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
