@@ -1,0 +1,50 @@
+"""Build the HTML book from the executed notebooks of one preset's runs.
+
+The notebooks are committed without outputs, so the book is assembled in ``_build/src``: the
+top-level ``_config.yml``, ``_toc.yml`` and ``book/`` pages, plus, for every notebook, the executed
+copy from its run folder. jupyter-book (1.x, Sphinx) then renders ``_build/src`` into
+``_build/html`` without executing anything.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from inpaintlib.config import REPO_ROOT
+from inpaintlib.runner import RunResult, run_all
+
+BUILD_DIR = REPO_ROOT / "_build"
+BOOK_FILES = ("_config.yml", "_toc.yml")
+BOOK_DIRS = ("book",)
+
+
+def assemble(results: list[RunResult], out: Path) -> Path:
+    """Copy the book sources and the executed notebooks of ``results`` into ``out``."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for name in BOOK_FILES:
+        shutil.copy2(REPO_ROOT / name, out / name)
+    for name in BOOK_DIRS:
+        shutil.copytree(REPO_ROOT / name, out / name)
+    (out / "notebooks").mkdir()
+    for result in results:
+        stem = result.config["notebook"].rsplit("/", 1)[-1]
+        shutil.copy2(result.path / "notebook.ipynb", out / "notebooks" / stem)
+    return out
+
+
+def build(preset: str = "cpu", runs_dir: Path | None = None) -> Path:
+    """Run (or reuse) every notebook with ``preset``, then render the book; returns the HTML folder."""
+    results = run_all(preset, runs_dir=runs_dir)
+    src = assemble(results, BUILD_DIR / "src")
+    html = BUILD_DIR / "html"
+    shutil.rmtree(html, ignore_errors=True)
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(src), "--path-output", str(BUILD_DIR / "jb"), "--warningiserror", "--keep-going"]
+    done = subprocess.run(cmd, cwd=REPO_ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
+    shutil.copytree(BUILD_DIR / "jb" / "_build" / "html", html)
+    return html

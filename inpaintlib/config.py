@@ -1,0 +1,105 @@
+"""Presets and run configuration: what a notebook's ``parameters`` cell resolves to.
+
+``presets.yaml`` (next to this file) is the single source of the preset values. A notebook declares
+its knobs with default ``None`` and calls ``load_config(name, preset, **knobs)``; the runner uses
+``validate_parameters`` to refuse unknown names and ill-typed values before any work starts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+PRESETS_FILE = Path(__file__).with_name("presets.yaml")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PRESETS: tuple[str, ...] = ("smoke", "cpu", "gpu")
+# Parameters every notebook has besides its preset knobs, with the types they accept.
+FIXED_PARAMETERS: dict[str, tuple[type, ...]] = {
+    "preset": (str,),
+    "seed": (int,),
+    "device": (str,),
+    "run_dir": (str, type(None)),
+    "data_root": (str, type(None)),
+}
+
+
+class ConfigError(ValueError):
+    """A preset or parameter problem, reported in one line before any work starts."""
+
+
+@lru_cache(maxsize=1)
+def _presets() -> dict:
+    with open(PRESETS_FILE) as f:
+        return yaml.safe_load(f)
+
+
+def notebook_names() -> list[str]:
+    """Notebooks that have a section in ``presets.yaml``."""
+    return sorted(_presets()["notebooks"])
+
+
+def preset_values(notebook: str, preset: str) -> dict[str, Any]:
+    """The knob values of ``preset`` for ``notebook``: the common section, then the notebook's own."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    sections = _presets()["notebooks"]
+    if notebook not in sections:
+        raise ConfigError(f"no presets for notebook {notebook!r} in {PRESETS_FILE.name}; known: {', '.join(sorted(sections))}")
+    return dict(_presets()["common"][preset]) | dict(sections[notebook].get(preset, {}))
+
+
+def _type_ok(value: Any, reference: Any) -> bool:
+    """``value`` may replace ``reference``: same type, an int for a float, or a list of the same item type."""
+    if isinstance(reference, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(reference, bool)
+    if isinstance(reference, float):
+        return isinstance(value, (int, float))
+    if isinstance(reference, list):
+        return isinstance(value, list) and all(_type_ok(v, reference[0]) for v in value) if reference else isinstance(value, list)
+    return isinstance(value, type(reference))
+
+
+def validate_parameters(notebook: str, preset: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Check names and types of user parameters; returns them (ints given for floats become floats)."""
+    knobs = preset_values(notebook, preset)
+    checked = {}
+    for name, value in parameters.items():
+        if name in FIXED_PARAMETERS:
+            if not isinstance(value, FIXED_PARAMETERS[name]) or isinstance(value, bool):
+                allowed = " or ".join("None" if t is type(None) else t.__name__ for t in FIXED_PARAMETERS[name])
+                raise ConfigError(f"parameter {name!r} must be {allowed}, got {value!r}")
+        elif name in knobs:
+            if not _type_ok(value, knobs[name]):
+                raise ConfigError(
+                    f"parameter {name!r} must be like {knobs[name]!r} ({type(knobs[name]).__name__}), got {value!r}"
+                )
+            if isinstance(knobs[name], float):
+                value = float(value)
+        else:
+            valid = sorted(set(FIXED_PARAMETERS) | set(knobs))
+            raise ConfigError(f"unknown parameter {name!r} for {notebook}; valid: {', '.join(valid)}")
+        checked[name] = value
+    if "preset" in checked and checked["preset"] != preset:
+        raise ConfigError(f"parameter 'preset' ({checked['preset']!r}) contradicts the preset {preset!r}")
+    return checked
+
+
+def load_config(notebook: str, preset: str, **parameters: Any) -> SimpleNamespace:
+    """The resolved configuration of a notebook run; ``None`` parameters take the preset's value.
+
+    ``run_dir`` becomes a ``Path`` (default ``runs/interactive/<notebook>-<preset>`` at the repo root),
+    created if needed; ``checkpoint_dir`` is ``run_dir / "checkpoints"``.
+    """
+    given = {k: v for k, v in parameters.items() if v is not None}
+    given.setdefault("seed", 0)
+    given.setdefault("device", "auto")
+    cfg = preset_values(notebook, preset) | validate_parameters(notebook, preset, given)
+    run_dir = Path(cfg.pop("run_dir", None) or REPO_ROOT / "runs" / "interactive" / f"{notebook}-{preset}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return SimpleNamespace(
+        notebook=notebook, preset=preset, run_dir=run_dir, checkpoint_dir=run_dir / "checkpoints", **cfg
+    )

@@ -1,0 +1,132 @@
+"""The runner and CLI: validation before any work, run folders, reuse, failures named by cell."""
+
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from inpaintlib.__main__ import main
+from inpaintlib.config import ConfigError, load_config, preset_values, validate_parameters
+from inpaintlib.runner import RunFailed, run
+
+PARAMS = 'preset = "cpu"\nseed = 0\ndevice = "auto"\nrun_dir = None\ndata_root = None\nstats_images = None\n'
+
+
+def _notebook(tmp_path, body: str, params: str = PARAMS, name: str = "00_data_and_masks"):
+    """A tiny notebook named like a real one, so it gets that notebook's presets."""
+    nb = new_notebook()
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder = tmp_path / "nbs"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+WRITES_METRICS = (
+    "from inpaintlib.config import load_config\nfrom inpaintlib.runner import save_metrics\n"
+    "cfg = load_config('00_data_and_masks', preset, run_dir=run_dir, stats_images=stats_images)\n"
+    "save_metrics(cfg.run_dir, {'stats_images': cfg.stats_images, 'seed': cfg.seed})\n"
+)
+
+
+def test_presets_merge_common_and_notebook_sections():
+    smoke = preset_values("01_unet_baseline", "smoke")
+    assert smoke["image_size"] == 32 and smoke["channels"] == [8, 16, 32, 64]
+    assert preset_values("01_unet_baseline", "cpu")["image_size"] == 64
+
+
+@pytest.mark.parametrize(
+    "preset, params, message",
+    [
+        ("fast", {}, "unknown preset 'fast'"),
+        ("cpu", {"stepz": 3}, "unknown parameter 'stepz'"),
+        ("cpu", {"steps": "many"}, "parameter 'steps' must be like"),
+        ("cpu", {"steps": True}, "parameter 'steps' must be like"),
+        ("cpu", {"channels": [8, "x"]}, "parameter 'channels' must be like"),
+        ("cpu", {"seed": 1.5}, "parameter 'seed' must be int"),
+        ("cpu", {"preset": "smoke"}, "contradicts"),
+    ],
+)
+def test_bad_parameters_fail_with_one_clear_line(preset, params, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        validate_parameters("01_unet_baseline", preset, params)
+    assert "\n" not in str(err.value)
+
+
+def test_load_config_resolves_none_to_the_preset(tmp_path):
+    cfg = load_config("01_unet_baseline", "smoke", steps=None, batch_size=2, run_dir=str(tmp_path / "r"))
+    assert cfg.steps == 4 and cfg.batch_size == 2 and cfg.seed == 0
+    assert cfg.run_dir.is_dir() and cfg.checkpoint_dir == cfg.run_dir / "checkpoints"
+
+
+def test_run_writes_a_complete_folder_and_reuses_it(tmp_path):
+    nb = _notebook(tmp_path, WRITES_METRICS)
+    runs = tmp_path / "runs"
+    first = run(nb, "smoke", {"stats_images": 3}, runs_dir=runs, progress=False)
+    assert not first.reused and first.path.parent == runs / "00_data_and_masks"
+    assert sorted(p.name for p in first.path.iterdir()) == ["config.json", "metrics.json", "notebook.ipynb"]
+    assert first.metrics == {"seed": 0, "stats_images": 3}
+    config = first.config
+    assert config["preset"] == "smoke" and config["overrides"] == {"stats_images": 3}
+    assert config["parameters"]["image_size"] == 32 and config["parameters"]["stats_images"] == 3
+    assert {"torch", "numpy", "python"} <= set(config["versions"]) and config["device"]["resolved"] == "cpu"
+    assert config["wall_time_s"] > 0 and config["seed"] == 0 and "git_commit" in config
+    executed = nbformat.read(first.path / "notebook.ipynb", as_version=4)
+    assert any(c.get("outputs") is not None for c in executed.cells if c.cell_type == "code")
+
+    again = run(nb, "smoke", {"stats_images": 3}, runs_dir=runs, progress=False)
+    assert again.reused and again.path == first.path
+    other = run(nb, "smoke", {"stats_images": 4}, runs_dir=runs, progress=False)
+    assert not other.reused and other.path != first.path
+    assert not any(p.name.startswith(".") for p in (runs / "00_data_and_masks").iterdir())
+
+
+def test_failed_run_names_the_cell_and_leaves_no_finished_folder(tmp_path):
+    nb = _notebook(tmp_path, "x = 1\nraise ValueError('the data folder is empty')")
+    runs = tmp_path / "runs"
+    # [3]: the execution count in the executed notebook, after the cell papermill injects
+    with pytest.raises(RunFailed, match=r"cell \[3\] raised ValueError: the data folder is empty"):
+        run(nb, "smoke", runs_dir=runs, progress=False)
+    names = [p.name for p in (runs / "00_data_and_masks").iterdir()]
+    assert len(names) == 1 and names[0].endswith(".failed")
+
+
+def test_notebook_without_metrics_fails(tmp_path):
+    nb = _notebook(tmp_path, "x = 1")
+    with pytest.raises(RunFailed, match="wrote no metrics.json"):
+        run(nb, "smoke", runs_dir=tmp_path / "runs", progress=False)
+
+
+def test_notebook_without_parameters_cell_or_parameter(tmp_path):
+    nb = _notebook(tmp_path, WRITES_METRICS, params="# no tags here")
+    nbj = json.loads(nb.read_text())
+    nbj["cells"][0]["metadata"]["tags"] = []
+    nb.write_text(json.dumps(nbj))
+    with pytest.raises(ConfigError, match="no cell tagged 'parameters'"):
+        run(nb, "smoke", runs_dir=tmp_path / "runs")
+    nb2 = _notebook(tmp_path, WRITES_METRICS, params='preset = "cpu"\nrun_dir = None', name="01_unet_baseline")
+    with pytest.raises(ConfigError, match="does not declare parameter"):
+        run(nb2, "smoke", {"steps": 3}, runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "notebooks/01_unet_baseline.ipynb", "--preset", "turbo"], "unknown preset 'turbo'"),
+        (["run", "notebooks/01_unet_baseline.ipynb", "-p", "stepz", "5"], "unknown parameter 'stepz'"),
+        (["run", "notebooks/01_unet_baseline.ipynb", "-p", "steps", "five"], "parameter 'steps' must be like"),
+        (["run", "notebooks/does_not_exist.ipynb"], "notebook not found"),
+        (["run-all", "--preset", "turbo"], "unknown preset 'turbo'"),
+    ],
+)
+def test_cli_refuses_bad_requests_in_one_line(argv, message, capsys, tmp_path):
+    assert main(argv + ["--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
