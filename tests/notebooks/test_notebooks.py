@@ -1,0 +1,50 @@
+"""Every notebook: committed without outputs, with a parameters cell, and runs end to end at `smoke`."""
+
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from inpaintlib.config import FIXED_PARAMETERS, notebook_names, preset_values
+from inpaintlib.runner import NOTEBOOKS_DIR, _parameter_names, run
+
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+
+
+def test_there_are_notebooks_and_each_has_presets():
+    assert len(NOTEBOOKS) >= 2
+    assert {p.stem for p in NOTEBOOKS} <= set(notebook_names())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs_and_with_parameters(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "strip outputs before committing"
+    names = _parameter_names(path)
+    assert set(FIXED_PARAMETERS) <= names
+    assert names - set(FIXED_PARAMETERS) <= set(preset_values(path.stem, "cpu")), "every knob must have preset values"
+    assert "/home/" not in path.read_text() and "/work/" not in path.read_text(), "no absolute paths"
+
+
+def _finite_numbers(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _finite_numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _finite_numbers(v)
+    elif isinstance(obj, float):
+        yield obj
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_at_smoke(path: Path, tmp_path):
+    result = run(path, "smoke", runs_dir=tmp_path, progress=False)
+    metrics = json.loads((result.path / "metrics.json").read_text())
+    assert metrics, "the notebook recorded no metrics"
+    assert all(math.isfinite(x) for x in _finite_numbers(metrics))
+    assert result.config["preset"] == "smoke"
