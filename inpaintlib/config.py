@@ -1,6 +1,7 @@
 """Presets and run configuration: what a notebook's ``parameters`` cell resolves to.
 
-``presets.yaml`` (next to this file) is the single source of the preset values. A notebook declares
+``presets/`` (next to this file) is the single source of the preset values: ``common.yaml`` for
+knobs every notebook has, and one ``<notebook>.yaml`` per notebook. A notebook declares
 its knobs with default ``None`` and calls ``load_config(name, preset, **knobs)``; the runner uses
 ``validate_parameters`` to refuse unknown names and ill-typed values before any work starts.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import yaml
 
-PRESETS_FILE = Path(__file__).with_name("presets.yaml")
+PRESETS_DIR = Path(__file__).with_name("presets")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PRESETS: tuple[str, ...] = ("smoke", "cpu", "gpu")
 # Parameters every notebook has besides its preset knobs, with the types they accept.
@@ -31,25 +32,27 @@ class ConfigError(ValueError):
     """A preset or parameter problem, reported in one line before any work starts."""
 
 
-@lru_cache(maxsize=1)
-def _presets() -> dict:
-    with open(PRESETS_FILE) as f:
-        return yaml.safe_load(f)
+@lru_cache(maxsize=None)
+def _read_presets(name: str) -> dict:
+    with open(PRESETS_DIR / f"{name}.yaml") as f:
+        sections = yaml.safe_load(f)
+    if set(sections) != set(PRESETS):
+        raise ConfigError(f"presets/{name}.yaml must have exactly the sections {', '.join(PRESETS)}")
+    return sections
 
 
 def notebook_names() -> list[str]:
-    """Notebooks that have a section in ``presets.yaml``."""
-    return sorted(_presets()["notebooks"])
+    """Notebooks that have a presets file."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml") if p.stem != "common")
 
 
 def preset_values(notebook: str, preset: str) -> dict[str, Any]:
     """The knob values of ``preset`` for ``notebook``: the common section, then the notebook's own."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    sections = _presets()["notebooks"]
-    if notebook not in sections:
-        raise ConfigError(f"no presets for notebook {notebook!r} in {PRESETS_FILE.name}; known: {', '.join(sorted(sections))}")
-    return dict(_presets()["common"][preset]) | dict(sections[notebook].get(preset, {}))
+    if notebook not in notebook_names():
+        raise ConfigError(f"no presets file presets/{notebook}.yaml; known notebooks: {', '.join(notebook_names())}")
+    return dict(_read_presets("common")[preset]) | dict(_read_presets(notebook)[preset] or {})
 
 
 def _type_ok(value: Any, reference: Any) -> bool:
