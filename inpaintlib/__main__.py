@@ -62,9 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run-all":
             runner.run_all(args.preset, args.runs_dir, args.force)
         elif args.command == "book":
-            from inpaintlib.book import build
+            from inpaintlib.book import BookBuildError, build
 
-            print(f"book: {build(args.preset, args.runs_dir) / 'index.html'}")
+            try:
+                print(f"book: {build(args.preset, args.runs_dir) / 'index.html'}")
+            except BookBuildError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
     except (ConfigError, runner.RunFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

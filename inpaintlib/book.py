@@ -17,6 +17,11 @@ from inpaintlib.config import REPO_ROOT
 from inpaintlib.runner import RunResult, run_all
 
 BUILD_DIR = REPO_ROOT / "_build"
+
+
+class BookBuildError(RuntimeError):
+    """jupyter-book reported errors (warnings count as errors)."""
+
 BOOK_FILES = ("_config.yml", "_toc.yml")
 BOOK_DIRS = ("book",)
 
@@ -42,9 +47,9 @@ def build(preset: str = "cpu", runs_dir: Path | None = None) -> Path:
     src = assemble(results, BUILD_DIR / "src")
     html = BUILD_DIR / "html"
     shutil.rmtree(html, ignore_errors=True)
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(src), "--path-output", str(BUILD_DIR / "jb"), "--warningiserror", "--keep-going"]
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(BUILD_DIR / "jb"), "--warningiserror", "--keep-going"]
     done = subprocess.run(cmd, cwd=REPO_ROOT)
     if done.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
+        raise BookBuildError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
     shutil.copytree(BUILD_DIR / "jb" / "_build" / "html", html)
     return html
