@@ -106,11 +106,49 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
-def run_key(path: Path, preset: str, parameters: dict[str, Any]) -> str:
+def reads_runs(path: Path) -> bool:
+    """Whether a notebook reads other notebooks' runs (the comparison chapter): its metadata has
+    ``{"inpaintlib": {"reads_runs": true}}``."""
+    return bool(nbformat.read(path, as_version=4).metadata.get("inpaintlib", {}).get("reads_runs", False))
+
+
+def latest_runs(runs_dir: str | Path, preset: str) -> dict[str, Path]:
+    """The newest complete run of ``preset`` for each notebook under ``runs_dir``: ``{stem: folder}``.
+
+    Runs without parameter overrides (what ``run-all`` and the book use) win over runs with
+    overrides; among equals the latest ``started`` time in ``config.json`` wins.
+    """
+    found: dict[str, tuple[tuple, Path]] = {}
+    for config_file in Path(runs_dir).glob(f"*/{preset}-*/config.json"):
+        folder = config_file.parent
+        config = json.loads(config_file.read_text())
+        if config.get("status") != "complete" or not (folder / "metrics.json").is_file():
+            continue
+        rank = (not config.get("overrides"), config.get("started", ""), config_file.stat().st_mtime_ns)
+        if folder.parent.name not in found or rank > found[folder.parent.name][0]:
+            found[folder.parent.name] = (rank, folder)
+    return {stem: folder for stem, (_, folder) in sorted(found.items())}
+
+
+def runs_digest(runs_dir: str | Path, preset: str, exclude: str) -> str:
+    """Hash of what a run-reading notebook sees: every other notebook's newest run (name, metrics, config)."""
+    h = hashlib.sha256()
+    for stem, folder in latest_runs(runs_dir, preset).items():
+        if stem != exclude:
+            h.update(f"{stem}/{folder.name}".encode())
+            h.update((folder / "metrics.json").read_bytes())
+            h.update((folder / "config.json").read_bytes())
+    return h.hexdigest()
+
+
+def run_key(path: Path, preset: str, parameters: dict[str, Any], runs_seen: str | None = None) -> str:
+    """Hash of preset, parameters, notebook code and library; ``runs_seen`` (a ``runs_digest``) for notebooks that read runs."""
     nb = nbformat.read(path, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    blob = json.dumps({"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest()}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+    inputs = {"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest()}
+    if runs_seen is not None:
+        inputs["runs"] = runs_seen
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _git(*args: str) -> str | None:
@@ -164,8 +202,9 @@ def run(
     parameters = dict(parameters or {})
     path, checked = check_run_request(notebook, preset, parameters)
     stem = notebook_stem(path)
-    key = run_key(path, preset, checked)
     runs = Path(runs_dir) if runs_dir is not None else RUNS_DIR
+    # A notebook that reads other runs is re-run when any of them changed, not reused.
+    key = run_key(path, preset, checked, runs_digest(runs, preset, exclude=stem) if reads_runs(path) else None)
     final = runs / stem / f"{preset}-{key}"
     if final.is_dir() and not force and (final / "config.json").is_file():
         return RunResult(final, reused=True)

@@ -1,6 +1,7 @@
 """The runner and CLI: validation before any work, run folders, reuse, failures named by cell."""
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -130,3 +131,67 @@ def test_cli_refuses_bad_requests_in_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def _fake_run(runs, stem: str, name: str, metrics: dict, started: str, overrides: dict | None = None, status="complete"):
+    """A run folder as the runner leaves it (config.json + metrics.json), written by hand."""
+    folder = runs / stem / name
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    config = {"preset": name.split("-")[0], "overrides": overrides or {}, "started": started, "status": status}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_latest_runs_prefers_runs_without_overrides_then_the_newest(tmp_path):
+    from inpaintlib.runner import latest_runs
+
+    runs = tmp_path / "runs"
+    _fake_run(runs, "01_unet_baseline", "smoke-aaa", {"v": 1}, "2026-01-01T00:00:00Z")
+    newest = _fake_run(runs, "01_unet_baseline", "smoke-bbb", {"v": 2}, "2026-01-02T00:00:00Z")
+    _fake_run(runs, "01_unet_baseline", "smoke-ccc", {"v": 3}, "2026-01-03T00:00:00Z", overrides={"steps": 9})
+    _fake_run(runs, "01_unet_baseline", "cpu-ddd", {"v": 4}, "2026-01-04T00:00:00Z")
+    only_overridden = _fake_run(runs, "02_contextual_attention", "smoke-eee", {"v": 5}, "2026-01-01T00:00:00Z", overrides={"steps": 9})
+    _fake_run(runs, "03_csa", "smoke-fff", {"v": 6}, "2026-01-05T00:00:00Z", status="running")
+    (runs / "03_csa" / "smoke-ggg.failed").mkdir()
+    assert latest_runs(runs, "smoke") == {"01_unet_baseline": newest, "02_contextual_attention": only_overridden}
+    assert latest_runs(tmp_path / "nowhere", "smoke") == {}
+
+
+def _execute_without_kernel(input_path, output_path, parameters, **kwargs):
+    """Stands in for papermill.execute_notebook: what the runner needs of an execution, in milliseconds."""
+    Path(output_path).write_text(Path(input_path).read_text())
+    (Path(parameters["run_dir"]) / "metrics.json").write_text("{}")
+
+
+def test_a_notebook_that_reads_runs_is_rerun_when_another_run_changes(tmp_path, monkeypatch):
+    import papermill
+
+    import inpaintlib.runner
+
+    monkeypatch.setattr(papermill, "execute_notebook", _execute_without_kernel)
+    monkeypatch.setattr(inpaintlib.runner, "_source_digest", lambda: "library")  # others may edit it meanwhile
+    monkeypatch.setattr(inpaintlib.runner, "_device_description", lambda device: {"requested": device})  # no torch import
+    nb_path = _notebook(tmp_path, "x = 1", name="09_comparison")
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata["inpaintlib"] = {"reads_runs": True}
+    nbformat.write(nb, nb_path)
+    runs = tmp_path / "runs"
+    baseline = _fake_run(runs, "01_unet_baseline", "smoke-aaa", {"results": {"unet": 1}}, "2026-01-01T00:00:00Z")
+    first = run(nb_path, "smoke", runs_dir=runs, progress=False)
+    assert not first.reused
+    assert run(nb_path, "smoke", runs_dir=runs, progress=False).reused  # nothing changed
+    (baseline / "metrics.json").write_text(json.dumps({"results": {"unet": 2}}))
+    changed = run(nb_path, "smoke", runs_dir=runs, progress=False)
+    assert not changed.reused and changed.path != first.path
+    from inpaintlib.runner import reads_runs, run_key, runs_digest
+
+    seen = runs_digest(runs, "smoke", exclude="09_comparison")
+    _fake_run(runs, "02_contextual_attention", "smoke-bbb", {"results": {}}, "2026-01-01T00:00:00Z")
+    assert runs_digest(runs, "smoke", exclude="09_comparison") != seen  # a new chapter run counts too
+    assert runs_digest(runs, "cpu", exclude="09_comparison") == runs_digest(tmp_path, "cpu", exclude="x")  # other presets do not
+    assert reads_runs(nb_path) and not reads_runs(_notebook(tmp_path, "x = 1"))
+    assert run_key(nb_path, "smoke", {}, "digest-a") != run_key(nb_path, "smoke", {}, "digest-b")
+    # a notebook without the flag keeps the key it had before run-reading existed
+    plain = _notebook(tmp_path, "x = 1", name="01_unet_baseline")
+    assert run_key(plain, "smoke", {}) == run_key(plain, "smoke", {}, None)
