@@ -27,7 +27,8 @@ def _parse_parameters(pairs: list[list[str]]) -> dict:
         try:
             params[key] = yaml.safe_load(raw)
         except yaml.YAMLError as err:
-            raise ConfigError(f"cannot parse value {raw!r} of parameter {key!r}: {err}") from err
+            reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"cannot parse value {raw!r} of parameter {key!r} as YAML: {reason}") from err
     return params
 
 

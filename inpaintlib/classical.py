@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from skimage.restoration import inpaint_biharmonic
 
+from inpaintlib.checks import check_image
 from inpaintlib.masks import check_mask
 
 
 def _per_image(fn, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    check_image(image)
     check_mask(mask, image)
     out = []
     for img, m in zip(image.detach().cpu().numpy(), mask.detach().cpu().numpy()):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from inpaintlib.checks import check_image
 from inpaintlib.data.scenes import ScenesDataset
 from inpaintlib.masks import BUCKET_NAMES, boundary_crossing_mask, bucket_of, hole_ratio, load_eval_masks
 from inpaintlib.metrics import METRIC_NAMES, image_metrics
@@ -92,6 +93,7 @@ def evaluate(
 
     The output is composed (``mask * pred + (1 - mask) * image``) before scoring, as in every paper.
     """
+    check_image(bench.images, "benchmark images")
     metrics: dict[str, list[torch.Tensor]] = {k: [] for k in METRIC_NAMES}
     examples, seconds = [], 0.0
     for start in tqdm(range(0, len(bench), batch_size), desc=desc, disable=not progress, leave=False):
@@ -102,6 +104,8 @@ def evaluate(
         seconds += time.perf_counter() - tic
         if pred.shape != image.shape:
             raise ValueError(f"inpaint returned shape {tuple(pred.shape)}, expected {tuple(image.shape)}")
+        if not bool(torch.isfinite(pred).all()):
+            raise ValueError(f"inpaint returned NaN or infinite values for images {start}..{start + len(image) - 1}")
         composed = (mask * pred.clamp(0, 1) + (1 - mask) * image).float()
         for k, v in image_metrics(composed, image.float(), mask.float()).items():
             metrics[k].append(v.cpu())

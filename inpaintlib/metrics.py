@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from inpaintlib.checks import check_image, check_labels
 from inpaintlib.masks import check_mask
 
 METRIC_NAMES: tuple[str, ...] = ("psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole")
@@ -84,6 +85,8 @@ def image_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
     """``(K, K)`` counts, rows = true class, columns = predicted class; ``ignore_index`` pixels skipped."""
+    check_labels(target, num_classes, ignore_index, "target labels")
+    check_labels(pred, num_classes, ignore_index, "predicted labels")
     keep = target != ignore_index
     idx = target[keep].long() * num_classes + pred[keep].long()
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)

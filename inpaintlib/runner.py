@@ -208,7 +208,10 @@ def run(
     final = runs / stem / f"{preset}-{key}"
     if final.is_dir() and not force and (final / "config.json").is_file():
         return RunResult(final, reused=True)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create run directory {final.parent}: {err.strerror or err}") from err
     if not os.access(final.parent, os.W_OK):
         raise ConfigError(f"run directory {final.parent} is not writable")
     partial = final.parent / f".{final.name}.partial-{os.getpid()}"

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inpaintlib.checks import check_image
 from inpaintlib.losses import hinge_d_loss, hinge_g_loss, hole_l1, valid_l1
 from inpaintlib.masks import check_mask
 from inpaintlib.nn.discriminators import PatchDiscriminator
@@ -90,6 +91,7 @@ class UNetInpainter(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(B,3,H,W)`` masked image in [0,1], ``(B,1,H,W)`` mask -> ``(B,3,H,W)`` in [0,1]."""
+        check_image(image)
         check_mask(mask, image)
         if image.shape[-1] % self.stride or image.shape[-2] % self.stride:
             raise ValueError(
