@@ -8,8 +8,8 @@ papermill and leaves ``runs/01_unet_baseline/cpu-<key>/`` holding
 - ``config.json``     every parameter, git commit, package versions, device, seed, wall time,
 - ``checkpoints/``    safetensors weights.
 
-The key hashes the preset, the parameters, the notebook and the library sources, so a finished run
-is reused until one of them changes. A run is built in a hidden folder and renamed into place only
+The key hashes the preset, the parameters, the notebook's code, the library modules it imports
+(transitively) and its presets, so a finished run is reused until one of them changes. A run is built in a hidden folder and renamed into place only
 when it succeeds; a failed run is kept as ``<name>.failed`` with the cell that failed named.
 """
 
@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -95,14 +96,51 @@ def check_run_request(notebook: str | Path, preset: str, parameters: dict[str, A
     return path, checked
 
 
-def _source_digest() -> str:
-    """Hash of the library sources, presets and committed data the results depend on."""
+IMPORT_LINE = re.compile(
+    r"^[ \t]*(?:from[ \t]+(inpaintlib(?:\.\w+)*)[ \t]+import[ \t]+(\([\w\s,]+\)|[\w \t,]+)|import[ \t]+(inpaintlib(?:\.\w+)*))",
+    re.M,
+)
+
+
+def _module_file(module: str) -> Path | None:
+    """``inpaintlib.a.b`` -> ``inpaintlib/a/b.py`` or ``inpaintlib/a/b/__init__.py`` (None if neither)."""
+    base = REPO_ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def library_files(code: list[str]) -> list[Path]:
+    """The ``inpaintlib`` source files that ``code`` imports, directly or through other library modules."""
+    pending, seen = ["\n".join(code)], set()
+    while pending:
+        for match in IMPORT_LINE.finditer(pending.pop()):
+            package, names, plain = match.groups()
+            parts = (package or plain).split(".")
+            candidates = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+            if package:  # "from inpaintlib.x import y": y may itself be a submodule
+                candidates += [f"{package}.{n.split()[0]}" for n in names.strip("()").split(",") if n.strip()]
+            for module in candidates:
+                path = _module_file(module)
+                if path is not None and path not in seen:
+                    seen.add(path)
+                    pending.append(path.read_text())
+    return sorted(seen)
+
+
+def _source_digest(stem: str, code: list[str]) -> str:
+    """Hash of what a notebook's results depend on besides its own code: the library modules it
+    imports (transitively), its presets and the committed data. Editing an unrelated chapter's
+    module therefore does not invalidate a finished run."""
     h = hashlib.sha256()
-    files = sorted((REPO_ROOT / "inpaintlib").rglob("*.py")) + sorted((REPO_ROOT / "inpaintlib").rglob("*.yaml"))
+    presets = REPO_ROOT / "inpaintlib" / "presets"
+    files = library_files(code) + [presets / "common.yaml", presets / f"{stem}.yaml"]
     files += sorted((REPO_ROOT / "data").glob("*.npz"))
     for f in files:
-        h.update(f.relative_to(REPO_ROOT).as_posix().encode())
-        h.update(f.read_bytes())
+        if f.is_file():
+            h.update(f.relative_to(REPO_ROOT).as_posix().encode())
+            h.update(f.read_bytes())
     return h.hexdigest()
 
 
@@ -145,7 +183,7 @@ def run_key(path: Path, preset: str, parameters: dict[str, Any], runs_seen: str 
     """Hash of preset, parameters, notebook code and library; ``runs_seen`` (a ``runs_digest``) for notebooks that read runs."""
     nb = nbformat.read(path, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    inputs = {"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest()}
+    inputs = {"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest(path.stem, code)}
     if runs_seen is not None:
         inputs["runs"] = runs_seen
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:10]

@@ -170,7 +170,7 @@ def test_a_notebook_that_reads_runs_is_rerun_when_another_run_changes(tmp_path, 
     import inpaintlib.runner
 
     monkeypatch.setattr(papermill, "execute_notebook", _execute_without_kernel)
-    monkeypatch.setattr(inpaintlib.runner, "_source_digest", lambda: "library")  # others may edit it meanwhile
+    monkeypatch.setattr(inpaintlib.runner, "_source_digest", lambda stem, code: "library")  # others may edit it meanwhile
     monkeypatch.setattr(inpaintlib.runner, "_device_description", lambda device: {"requested": device})  # no torch import
     nb_path = _notebook(tmp_path, "x = 1", name="09_comparison")
     nb = nbformat.read(nb_path, as_version=4)
@@ -195,3 +195,16 @@ def test_a_notebook_that_reads_runs_is_rerun_when_another_run_changes(tmp_path, 
     # a notebook without the flag keeps the key it had before run-reading existed
     plain = _notebook(tmp_path, "x = 1", name="01_unet_baseline")
     assert run_key(plain, "smoke", {}) == run_key(plain, "smoke", {}, None)
+
+
+def test_run_key_follows_the_library_modules_a_notebook_imports():
+    from inpaintlib.config import REPO_ROOT
+    from inpaintlib.runner import library_files
+
+    files = {p.relative_to(REPO_ROOT).as_posix() for p in library_files(["from inpaintlib.models.unet import UNetMethod\n"
+                                                                         "from inpaintlib import distributed as d"])}
+    assert {"inpaintlib/models/unet.py", "inpaintlib/train.py", "inpaintlib/losses.py", "inpaintlib/distributed.py"} <= files
+    assert "inpaintlib/data/scenes.py" not in files  # the U-Net module does not import the data set
+    assert "inpaintlib/lbp.py" not in files
+    both = library_files(["from inpaintlib.data import (\n    ScenesDataset,\n    render_scene,\n)\n"])
+    assert any(p.name == "scenes.py" for p in both)
