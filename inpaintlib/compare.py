@@ -1,0 +1,375 @@
+"""The comparison chapter: every model of every chapter in one table, each number tied to its run.
+
+The runner leaves one folder per run, ``<runs root>/<notebook>/<preset>-<key>/`` (``inpaintlib.runner``),
+and every chapter's ``metrics.json`` holds ``{"results": {model: EvalResult.summary() | {"params",
+"train_seconds", "steps", optionally "semantic": {"miou", "miou_hole"} and "inpainter"}}}``.
+
+- ``collect`` picks the newest complete run of each chapter for one preset (``runner.latest_runs``); a
+  chapter the table expects but that has no run is kept, with no path.
+- ``model_rows`` flattens the runs into one row per model; a chapter without a run (or without
+  results) is one explicit row whose numbers are NaN and print as "missing", never as 0. The classical
+  baselines, which every chapter scores, appear once unless a chapter scored them on other data.
+- ``comparison_table``, ``bucket_table``, ``table_html`` (each number a link to its run) and
+  ``plot_buckets`` present the rows; ``provenance_table`` and ``budget_notes`` say where they came
+  from and whether the budgets match.
+- ``example_grid`` runs every model it can rebuild on the same inputs: the classical methods always,
+  a learned model when its chapter recorded an ``inpainter_spec`` beside its results.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from inpaintlib.classical import CLASSICAL_METHODS
+from inpaintlib.masks import BUCKET_NAMES
+from inpaintlib.runner import latest_runs
+from inpaintlib.train import CheckpointError, load_weights
+
+InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+OVERALL_METRICS: tuple[str, ...] = ("psnr_hole", "ssim_hole", "l1_hole", "psnr", "ssim", "l1")
+SEMANTIC_METRICS: tuple[str, ...] = ("miou", "miou_hole")
+COST_COLUMNS: tuple[str, ...] = ("params", "train_seconds", "steps", "images_per_s")
+NUMBER_COLUMNS: tuple[str, ...] = OVERALL_METRICS + SEMANTIC_METRICS + COST_COLUMNS + ("image_size", "eval_images")
+HEADINGS = {
+    "psnr_hole": "PSNR hole (dB)", "ssim_hole": "SSIM hole", "l1_hole": "L1 hole", "psnr": "PSNR (dB)",
+    "ssim": "SSIM", "l1": "L1", "miou": "mIoU", "miou_hole": "mIoU hole", "params": "parameters",
+    "train_seconds": "training (s)", "steps": "steps", "images_per_s": "images/s", "image_size": "size (px)",
+    "eval_images": "eval images",
+}
+FORMATS = {
+    "psnr_hole": "{:.2f}", "psnr": "{:.2f}", "ssim_hole": "{:.3f}", "ssim": "{:.3f}", "l1_hole": "{:.4f}",
+    "l1": "{:.4f}", "miou": "{:.3f}", "miou_hole": "{:.3f}", "params": "{:,.0f}", "train_seconds": "{:.1f}",
+    "steps": "{:.0f}", "images_per_s": "{:.1f}", "image_size": "{:.0f}", "eval_images": "{:.0f}",
+}
+TABLE_STYLE = (
+    ".comparison-table td, .comparison-table th { padding: 2px 6px; text-align: right; white-space: nowrap; }"
+    " .comparison-table tbody th, .comparison-table td:last-child { text-align: left; }"
+    " .comparison-table td.missing, .comparison-table td.not-reported { color: #888; font-style: italic; }"
+)
+MISSING = "missing"        # the chapter has no complete run (or its run has no results)
+NOT_REPORTED = "n/a"       # the run exists but did not measure this number
+
+
+@dataclass(frozen=True)
+class ChapterRun:
+    """A chapter's newest complete run of one preset; ``path`` is None when there is none."""
+
+    chapter: str
+    path: Path | None
+    metrics: dict
+    config: dict
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model of one chapter's run, or (``model`` None) a chapter with nothing to show."""
+
+    label: str
+    chapter: str
+    model: str | None
+    run: ChapterRun
+
+    @property
+    def status(self) -> str:
+        if self.model is not None:
+            return "ok"
+        return MISSING if self.run.path is None else "no results"
+
+    @property
+    def result(self) -> dict:
+        return self.run.metrics["results"][self.model] if self.model is not None else {}
+
+
+def chapter_number(stem: str) -> str:
+    """``"03_csa"`` -> ``"03"``: chapters are matched by number, so a renamed notebook still counts."""
+    return stem.split("_", 1)[0]
+
+
+def _load_run(stem: str, folder: Path) -> ChapterRun:
+    return ChapterRun(stem, folder, json.loads((folder / "metrics.json").read_text()), json.loads((folder / "config.json").read_text()))
+
+
+def collect(runs_root: str | Path, preset: str, chapters: Sequence[str], exclude: Sequence[str] = ()) -> list[ChapterRun]:
+    """The newest complete run of ``preset`` for each expected chapter (matched by number), plus any
+    other notebook's run that has ``results``; ``exclude`` (e.g. the comparison itself) is skipped.
+
+    An expected chapter without a run is returned with ``path=None``. Sorted by chapter.
+    """
+    latest = {stem: folder for stem, folder in latest_runs(runs_root, preset).items() if stem not in exclude}
+    runs, used = [], set()
+    for expected in chapters:
+        same = sorted(s for s in latest if chapter_number(s) == chapter_number(expected))
+        match = expected if expected in latest else (same[0] if same else None)
+        if match is None:
+            runs.append(ChapterRun(expected, None, {}, {}))
+        else:
+            used.add(match)
+            runs.append(_load_run(match, latest[match]))
+    for stem, folder in latest.items():
+        if stem not in used:
+            run = _load_run(stem, folder)
+            if run.metrics.get("results"):
+                runs.append(run)
+    return sorted(runs, key=lambda r: r.chapter)
+
+
+def _quality(result: dict) -> tuple:
+    return tuple(result.get("overall", {}).get(k) for k in OVERALL_METRICS) + (result.get("n"),)
+
+
+def model_rows(runs: Sequence[ChapterRun]) -> list[ModelRow]:
+    """One row per model of every run, one row per chapter without results.
+
+    A classical baseline is kept once: a later chapter's copy is dropped when its quality numbers
+    (and image count) equal an earlier one's, i.e. it was scored on the same benchmark.
+    """
+    entries: list[tuple[str, str | None, ChapterRun]] = []
+    seen_classical: dict[str, set[tuple]] = {}
+    for run in runs:
+        results = run.metrics.get("results") or {}
+        if not results:
+            entries.append((run.chapter, None, run))
+        for model, result in results.items():
+            if model in CLASSICAL_METHODS:
+                if _quality(result) in seen_classical.setdefault(model, set()):
+                    continue
+                seen_classical[model].add(_quality(result))
+            entries.append((run.chapter, model, run))
+    counts: dict[str, int] = {}
+    for _, model, _ in entries:
+        if model is not None:
+            counts[model] = counts.get(model, 0) + 1
+    return [
+        ModelRow(chapter if model is None else model if counts[model] == 1 else f"{model} ({chapter_number(chapter)})", chapter, model, run)
+        for chapter, model, run in entries
+    ]
+
+
+def _numbers(row: ModelRow) -> dict[str, float]:
+    """The row's numbers; NaN for anything absent (a missing run, or a number a chapter did not report)."""
+    result = row.result
+    values = dict.fromkeys(NUMBER_COLUMNS, math.nan)
+    values.update({k: float(v) for k, v in result.get("overall", {}).items() if k in OVERALL_METRICS})
+    values.update({k: float(v) for k, v in result.get("semantic", {}).items() if k in SEMANTIC_METRICS})
+    values.update({k: float(result[k]) for k in COST_COLUMNS if k in result})
+    if "n" in result:
+        values["eval_images"] = float(result["n"])
+    if row.model is not None and "image_size" in row.run.config.get("parameters", {}):
+        values["image_size"] = float(row.run.config["parameters"]["image_size"])
+    return values
+
+
+def run_name(run: ChapterRun, runs_root: str | Path) -> str:
+    """The run folder relative to the runs root (``01_unet_baseline/cpu-1a2b3c4d5e``), or "missing"."""
+    return MISSING if run.path is None else Path(os.path.relpath(run.path, runs_root)).as_posix()
+
+
+def comparison_table(rows: Sequence[ModelRow], runs_root: str | Path):
+    """A pandas table, one row per ``ModelRow`` (index: label): chapter, status, every number, run."""
+    import pandas as pd
+
+    records = {
+        row.label: {"chapter": row.chapter, "status": row.status} | _numbers(row) | {"run": run_name(row.run, runs_root)}
+        for row in rows
+    }
+    return pd.DataFrame.from_dict(records, orient="index")
+
+
+def bucket_table(rows: Sequence[ModelRow], metric: str = "psnr_hole"):
+    """Rows = models with results, columns = hole-ratio buckets, values = ``metric`` (NaN where absent)."""
+    import pandas as pd
+
+    return pd.DataFrame.from_dict(
+        {
+            row.label: {b: float(row.result.get("buckets", {}).get(b, {}).get(metric, math.nan)) for b in BUCKET_NAMES}
+            for row in rows
+            if row.model is not None
+        },
+        orient="index",
+        columns=list(BUCKET_NAMES),
+    )
+
+
+def book_href(row: ModelRow) -> str:
+    """Link to the chapter's page in the rendered book (beside the comparison page): the executed
+    notebook of the run the numbers came from."""
+    return f"{row.chapter}.html"
+
+
+def run_href(base: str | Path) -> Callable[[ModelRow], str]:
+    """Links to the executed ``notebook.ipynb`` in each run folder, relative to ``base`` (the folder
+    of the notebook that shows the table)."""
+    return lambda row: Path(os.path.relpath(row.run.path / "notebook.ipynb", base)).as_posix()
+
+
+def table_html(rows: Sequence[ModelRow], runs_root: str | Path, href: Callable[[ModelRow], str] = book_href,
+               columns: Sequence[str] = NUMBER_COLUMNS) -> str:
+    """An HTML table (class ``comparison-table``) of ``rows`` and ``columns``, with the run folder last:
+    each number links (``href``) to the run it came from; a chapter without a run reads "missing" in
+    every cell, a number not measured "n/a"."""
+    head = "".join(f"<th>{html.escape(HEADINGS[c])}</th>" for c in columns)
+    lines = [
+        f"<style>{TABLE_STYLE}</style>",
+        '<div class="comparison-scroll" style="overflow-x: auto">',
+        f'<table class="comparison-table"><thead><tr><th>model</th>{head}<th>run</th></tr></thead><tbody>',
+    ]
+    for row in rows:
+        values, run = _numbers(row), run_name(row.run, runs_root)
+        cells = []
+        for c in columns:
+            if row.model is None:
+                cells.append(f'<td class="missing">{MISSING}</td>')
+            elif math.isnan(values[c]):
+                cells.append(f'<td class="not-reported">{NOT_REPORTED}</td>')
+            else:
+                title = html.escape(f"{HEADINGS[c]} of {row.model}, run {run}", quote=True)
+                cells.append(f'<td><a href="{html.escape(href(row), quote=True)}" title="{title}">{FORMATS[c].format(values[c])}</a></td>')
+        status = "" if row.model is not None else f" ({row.status})"
+        lines.append(
+            f'<tr class="{row.status.replace(" ", "-")}"><th>{html.escape(row.label)}{status}</th>'
+            f"{''.join(cells)}<td><code>{html.escape(run)}</code></td></tr>"
+        )
+    lines.append("</tbody></table></div>")
+    return "\n".join(lines)
+
+
+def plot_buckets(rows: Sequence[ModelRow], metrics: Sequence[str] = ("psnr_hole", "ssim_hole", "l1_hole")):
+    """One panel per metric: each model's value per hole-ratio bucket. Chapters without results are
+    named under the panels as missing. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        table = bucket_table(rows, metric)
+        for label, values in table.iterrows():
+            ax.plot(range(len(BUCKET_NAMES)), values.to_numpy(), marker="o", label=label)
+        ax.set_xticks(range(len(BUCKET_NAMES)), BUCKET_NAMES, rotation=30, fontsize=8)
+        ax.set_title(HEADINGS[metric], fontsize=10)
+        ax.set_xlabel("hole ratio", fontsize=8)
+    if axes[0][-1].lines:
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    absent = [f"{row.chapter} ({row.status})" for row in rows if row.model is None]
+    if absent:
+        fig.text(0.01, -0.02, "not in the plots: " + ", ".join(absent), fontsize=8, ha="left", va="top", wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def provenance_table(runs: Sequence[ChapterRun], runs_root: str | Path):
+    """Where each chapter's numbers came from: run folder, commit, device, start and wall time."""
+    import pandas as pd
+
+    return pd.DataFrame.from_dict(
+        {
+            run.chapter: {
+                "run": run_name(run, runs_root),
+                "started": run.config.get("started", MISSING),
+                "wall time (s)": run.config.get("wall_time_s", MISSING),
+                "commit": (run.config.get("git_commit") or MISSING)[:10] + (" (dirty)" if run.config.get("git_dirty") else ""),
+                "device": run.config.get("device", {}).get("name", MISSING),
+            }
+            for run in runs
+        },
+        orient="index",
+    )
+
+
+def budget_notes(rows: Sequence[ModelRow]) -> list[str]:
+    """Sentences naming the models whose image size or number of evaluation images differs from the
+    most common one (the table is only a fair comparison where they agree)."""
+    notes = []
+    for column, what in (("image_size", "image size"), ("eval_images", "evaluation images")):
+        values = {row.label: _numbers(row)[column] for row in rows if row.model is not None}
+        known = [v for v in values.values() if not math.isnan(v)]
+        if not known:
+            continue
+        common = max(set(known), key=known.count)
+        odd = [f"{label} ({v:.0f})" for label, v in values.items() if not math.isnan(v) and v != common]
+        if odd:
+            notes.append(f"{what} differs from the usual {common:.0f}: {', '.join(odd)}")
+    return notes
+
+
+def inpainter_spec(factory: Callable[..., nn.Module], kwargs: dict, weights: str | Path, run_dir: str | Path) -> dict:
+    """What a chapter stores beside a model's results so the comparison can rebuild it for the grid.
+
+    ``factory(**kwargs)`` must return a module whose ``forward(masked_image (B,3,H,W), mask (B,1,H,W))``
+    returns the ``(B,3,H,W)`` prediction in [0,1], with its weights saved at ``weights``
+    (``save_weights``) inside ``run_dir``. Use: ``results["unet"]["inpainter"] = inpainter_spec(
+    UNetInpainter, {"channels": cfg.channels}, cfg.checkpoint_dir / "unet_generator.safetensors", cfg.run_dir)``.
+    """
+    if not factory.__module__.startswith("inpaintlib."):
+        raise ValueError(f"factory must live in inpaintlib (got {factory.__module__}.{factory.__qualname__})")
+    weights, run_dir = Path(weights).resolve(), Path(run_dir).resolve()
+    if not weights.is_relative_to(run_dir):
+        raise ValueError(f"weights {weights} are not inside the run folder {run_dir}")
+    try:
+        json.dumps(kwargs)
+    except TypeError as err:
+        raise ValueError(f"factory kwargs must be JSON values: {err}") from err
+    return {"factory": f"{factory.__module__}:{factory.__qualname__}", "kwargs": kwargs, "weights": weights.relative_to(run_dir).as_posix()}
+
+
+def load_inpainter(row: ModelRow, device: torch.device | str = "cpu") -> tuple[InpaintFn | None, str]:
+    """Rebuild a row's model as ``inpaint(masked_image, mask) -> image``; ``(None, reason)`` when it cannot be."""
+    if row.model in CLASSICAL_METHODS:
+        return CLASSICAL_METHODS[row.model], "classical"
+    spec = row.result.get("inpainter")
+    if row.model is None or spec is None:
+        return None, "its chapter recorded no inpainter spec (inpaintlib.compare.inpainter_spec)"
+    module_name, qualname = spec["factory"].split(":")
+    try:
+        factory = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            factory = getattr(factory, part)
+        module = factory(**spec["kwargs"])
+        load_weights(module, row.run.path / spec["weights"])
+    except (ImportError, AttributeError, TypeError, CheckpointError) as err:
+        return None, f"cannot rebuild it from its spec: {type(err).__name__}: {err}"
+    module = module.eval().to(device)
+
+    @torch.no_grad()
+    def inpaint(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return module(image.to(device), mask.to(device)).cpu()
+
+    return inpaint, "rebuilt from " + spec["weights"]
+
+
+def example_grid(rows: Sequence[ModelRow], images: torch.Tensor, masks: torch.Tensor,
+                 device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The same ``(N,3,H,W)`` images with ``(N,1,H,W)`` holes through every model that can be rebuilt.
+
+    Returns the columns for ``viz.show_grid`` (masked input, each model's composed output, ground
+    truth) and ``{label: why it is not in the grid}``. A model trained at another image size is skipped.
+    """
+    from inpaintlib.viz import masked_for_display
+
+    columns = {"input": masked_for_display(images, masks)}
+    skipped = {}
+    size = images.shape[-1]
+    for row in rows:
+        if row.model is None:
+            skipped[row.label] = row.status
+            continue
+        trained = row.run.config.get("parameters", {}).get("image_size", size)
+        if row.model not in CLASSICAL_METHODS and trained != size:
+            skipped[row.label] = f"trained at {trained} px, the grid is {size} px"
+            continue
+        inpaint, why = load_inpainter(row, device)
+        if inpaint is None:
+            skipped[row.label] = why
+            continue
+        columns[row.label] = masks * inpaint(images * (1 - masks), masks).clamp(0, 1) + (1 - masks) * images
+    columns["ground truth"] = images
+    return columns, skipped

@@ -1,0 +1,167 @@
+"""The rendered book in headless Chromium, offline: every page loads with nothing broken.
+
+For every HTML page of the built book (``_build/html``, or ``$BOOK_HTML``), served on 127.0.0.1:
+no console error, no uncaught page error, no failed request or HTTP error, no request to any other
+host (such requests are blocked and reported), no broken image, no local link to a missing page or
+anchor, no script loaded twice; MathJax typesets where there is math, saved widgets render where
+there are widgets. Chapter pages show executed outputs and figures, the comparison page its table,
+the references page its bibliography. A full-page screenshot of each page goes to
+``_build/screenshots`` (or ``$BOOK_SCREENSHOTS``).
+
+Skips only when no built book exists: ``scripts/test_book.sh`` builds the smoke book first, then runs
+this file. Chromium is Debian's (``apt-get install -y chromium``; ``$CHROMIUM`` overrides the path).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BOOK = Path(os.environ.get("BOOK_HTML", REPO / "_build" / "html"))
+SCREENSHOTS = Path(os.environ.get("BOOK_SCREENSHOTS", REPO / "_build" / "screenshots"))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+REDIRECT = re.compile(r'<meta http-equiv="Refresh"', re.IGNORECASE)
+NO_BOOK = f"no built book at {BOOK} (scripts/test_book.sh builds the smoke book and runs this test)"
+# ipywidgets models that a reader would operate; a saved one cannot run its callback without a kernel,
+# so its notebook must also draw a static figure (progress bars, e.g. tqdm's, are not controls).
+CONTROL_MODELS = re.compile(r"(Slider|Dropdown|Checkbox|ToggleButton|RadioButtons|Select|Text|Button|Play|Picker)Model$")
+
+
+def _pages() -> list:
+    if not (BOOK / "index.html").is_file():
+        return [pytest.param("index.html", marks=pytest.mark.skip(reason=NO_BOOK))]
+    return sorted(p.relative_to(BOOK).as_posix() for p in BOOK.rglob("*.html") if not p.relative_to(BOOK).parts[0].startswith("_"))
+
+
+PAGES = _pages()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The built book over HTTP on 127.0.0.1 (a free port), for the duration of the module."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(BOOK)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (or set CHROMIUM)")
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _broken_local_link(href: str, base: str) -> str | None:
+    """Why a link into the book is broken (missing file or anchor), or None. Other hosts are not checked."""
+    parts = urlsplit(href)
+    if not href.startswith(base):
+        return None
+    target = BOOK / unquote(parts.path[len(urlsplit(base).path):])
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_file():
+        return f"{href}: no such file"
+    if parts.fragment and target.suffix == ".html":
+        anchor = re.escape(unquote(parts.fragment))
+        if not re.search(rf'(id|name)="{anchor}"', target.read_text(errors="replace")):
+            return f"{href}: no anchor #{parts.fragment}"
+    return None
+
+
+def _control_widgets(page) -> int:
+    """How many saved widget views on the page are controls (see CONTROL_MODELS)."""
+    state = page.eval_on_selector_all('script[type="application/vnd.jupyter.widget-state+json"]', "s => s.map(e => e.textContent)")
+    models = {k: v.get("model_name", "") for text in state for k, v in json.loads(text).get("state", {}).items()}
+    views = page.eval_on_selector_all('script[type="application/vnd.jupyter.widget-view+json"]', "s => s.map(e => e.textContent)")
+    return sum(bool(CONTROL_MODELS.search(models.get(json.loads(v)["model_id"], ""))) for v in views)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_loads_offline_with_nothing_broken(path: str, server: str, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+
+    def route(r):
+        if urlsplit(r.request.url).hostname in LOCAL_HOSTS:
+            r.continue_()
+        else:
+            problems.append(f"request to another host: {r.request.url}")
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    page.goto(server + path, wait_until="load")
+    if REDIRECT.search((BOOK / path).read_text(errors="replace")):  # index.html forwards to the first chapter
+        page.wait_for_url(lambda url: url != server + path, wait_until="load")
+    page.evaluate("async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise; }")
+    views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+    if views:
+        page.wait_for_function("n => document.querySelectorAll('.widget-subarea').length >= n", arg=views, timeout=30_000)
+    page.wait_for_timeout(500)  # late requests (fonts) show up as problems too
+
+    problems += [f"broken image: {src}" for src in page.eval_on_selector_all(
+        "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")]
+    hrefs = set(page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"))
+    problems += sorted(filter(None, (_broken_local_link(h, server) for h in hrefs)))
+    scripts = page.eval_on_selector_all("script[src]", "s => s.map(e => e.src.split('?')[0])")
+    problems += [f"script loaded twice: {s}" for s in sorted({s for s in scripts if scripts.count(s) > 1})]
+    inline = page.eval_on_selector_all("script:not([src])", "s => s.map(e => e.textContent.trim()).filter(t => t)")
+    problems += [f"inline script twice: {s[:60]}" for s in sorted({s for s in inline if inline.count(s) > 1})]
+    if page.locator(".math").count():
+        assert page.locator("mjx-container").count(), "the page has math but MathJax typeset none of it"
+    assert page.locator(".output.traceback, .output.error").count() == 0, "an executed cell shows an error"
+
+    if path.startswith("notebooks/"):
+        outputs = page.locator(".cell_output").count()
+        figures = page.locator(".cell_output img").count()
+        assert outputs and figures, f"a chapter must show its executed outputs and figures ({outputs} outputs, {figures} figures)"
+        controls = _control_widgets(page)
+        assert figures >= controls, f"{controls} widget controls but only {figures} figures: each control needs a static figure"
+    if path.endswith("comparison.html"):
+        assert page.locator("table.comparison-table tbody tr").count(), "the comparison page has no comparison table"
+        assert page.locator("table.comparison-table tr.ok td a").count(), "no number in the comparison table links to its run"
+        assert page.locator("table.comparison-table tr.missing td a").count() == 0, "a missing chapter shows numbers"
+    page.screenshot(path=str(SCREENSHOTS / (path.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
+    context.close()
+    assert not problems, f"{path}:\n" + "\n".join(problems)
+
+
+def test_book_has_every_chapter_a_comparison_and_a_bibliography():
+    if not (BOOK / "index.html").is_file():
+        pytest.skip(NO_BOOK)
+    chapters = sorted(p.name for p in (BOOK / "notebooks").glob("*.html"))
+    assert chapters, "the book has no chapter pages"
+    assert any(name.endswith("comparison.html") for name in chapters), f"no comparison chapter among {chapters}"
+    citations = [p for p in BOOK.rglob("*.html") if 'class="citation"' in p.read_text(errors="replace")]
+    assert citations, "no page lists bibliography entries"

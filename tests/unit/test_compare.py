@@ -1,0 +1,161 @@
+"""The comparison: runs found and flattened, missing chapters kept as missing (never 0), links, grid."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from inpaintlib.classical import biharmonic_inpaint
+from inpaintlib.compare import (
+    MISSING,
+    budget_notes,
+    bucket_table,
+    collect,
+    comparison_table,
+    example_grid,
+    inpainter_spec,
+    load_inpainter,
+    model_rows,
+    plot_buckets,
+    provenance_table,
+    run_href,
+    table_html,
+)
+from inpaintlib.masks import BUCKET_NAMES
+from inpaintlib.models.unet import UNetInpainter
+from inpaintlib.train import save_weights
+
+EXPECTED = ["01_unet_baseline", "02_contextual_attention", "03_csa"]
+
+
+def _result(psnr_hole: float, n: int = 12, **extra) -> dict:
+    """A chapter's result entry with easy numbers: every overall metric derived from ``psnr_hole``."""
+    overall = {"psnr_hole": psnr_hole, "ssim_hole": psnr_hole / 100, "l1_hole": 1 / psnr_hole,
+               "psnr": psnr_hole + 10, "ssim": psnr_hole / 50, "l1": 0.5 / psnr_hole}
+    buckets = {b: {k: v + i for k, v in overall.items()} | {"n": 2} for i, b in enumerate(BUCKET_NAMES[:3])}
+    return {"overall": overall, "buckets": buckets, "images_per_s": 40.0, "n": n} | extra
+
+
+def _run(root: Path, stem: str, key: str, results: dict | None, started: str = "2026-01-01T00:00:00Z",
+         image_size: int = 32, preset: str = "smoke") -> Path:
+    folder = root / stem / f"{preset}-{key}"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({} if results is None else {"results": results}))
+    config = {"notebook": f"notebooks/{stem}.ipynb", "preset": preset, "key": key, "overrides": {}, "started": started,
+              "status": "complete", "parameters": {"image_size": image_size}, "git_commit": "abcdef1234567890",
+              "git_dirty": False, "device": {"name": "x86_64"}, "wall_time_s": 3.5}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "notebook.ipynb").write_text("{}")
+    return folder
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    root = tmp_path / "runs"
+    _run(root, "00_data_and_masks", "d0", None)  # no results: not a model chapter
+    _run(root, "01_unet_baseline", "old", {"unet": _result(5.0)}, started="2025-12-31T00:00:00Z")
+    _run(root, "01_unet_baseline", "u1", {"biharmonic": _result(11.0), "telea": _result(10.5),
+                                          "unet": _result(14.0, params=75471, train_seconds=12.5, steps=4)})
+    # chapter 3 under another name than expected; same classical numbers, so they are dropped as repeats
+    _run(root, "03_coherent_semantic_attention", "c3", {"biharmonic": _result(11.0), "csa": _result(15.0, params=9,
+         semantic={"miou": 0.61, "miou_hole": 0.42})})
+    # an unexpected chapter with results; its classical baseline saw other data, so it is kept
+    _run(root, "05_coherence_priors", "p5", {"biharmonic": _result(9.0, n=30), "swap": _result(13.0, n=30)},
+         image_size=64)
+    _run(root, "09_comparison", "z9", {"unet": _result(1.0)})
+    return root
+
+
+def test_collect_keeps_missing_chapters_and_matches_by_number(runs_root):
+    runs = collect(runs_root, "smoke", EXPECTED, exclude=["09_comparison"])
+    assert [r.chapter for r in runs] == ["01_unet_baseline", "02_contextual_attention", "03_coherent_semantic_attention",
+                                         "05_coherence_priors"]
+    assert runs[0].path.name == "smoke-u1"  # the newest run
+    assert runs[1].path is None and runs[1].metrics == {}
+    assert collect(runs_root, "cpu", EXPECTED)[0].path is None  # another preset's runs do not count
+
+
+def test_rows_and_table_never_turn_missing_into_zero(runs_root):
+    rows = model_rows(collect(runs_root, "smoke", EXPECTED, exclude=["09_comparison"]))
+    labels = [r.label for r in rows]
+    assert labels == ["biharmonic (01)", "telea", "unet", "02_contextual_attention", "csa", "biharmonic (05)", "swap"]
+    table = comparison_table(rows, runs_root)
+    missing = table.loc["02_contextual_attention"]
+    assert missing["status"] == MISSING and missing["run"] == MISSING
+    numbers = missing.drop(["chapter", "status", "run"]).astype(float)
+    assert numbers.isna().all() and not (numbers == 0).any()
+    # values straight from the metrics files (built by _result, not by the code under test)
+    assert table.loc["unet", "psnr_hole"] == 14.0 and table.loc["unet", "psnr"] == 24.0
+    assert table.loc["unet", "params"] == 75471 and table.loc["unet", "train_seconds"] == 12.5
+    assert math.isnan(table.loc["unet", "miou"]) and table.loc["csa", "miou_hole"] == 0.42
+    assert table.loc["swap", "image_size"] == 64 and table.loc["swap", "eval_images"] == 30
+    assert table.loc["unet", "run"] == "01_unet_baseline/smoke-u1"
+
+
+def test_bucket_table_and_plot(runs_root):
+    rows = model_rows(collect(runs_root, "smoke", EXPECTED, exclude=["09_comparison"]))
+    table = bucket_table(rows, "psnr_hole")
+    assert list(table.columns) == list(BUCKET_NAMES) and "02_contextual_attention" not in table.index
+    assert table.loc["unet", "0-10%"] == 14.0 and table.loc["unet", "20-30%"] == 16.0
+    assert table.loc["unet", BUCKET_NAMES[3:]].isna().all()  # buckets the run did not have stay empty
+    fig = plot_buckets(rows, ["psnr_hole", "l1_hole"])
+    assert [len(ax.lines) for ax in fig.axes[:2]] == [len(table)] * 2
+    assert any("02_contextual_attention (missing)" in t.get_text() for t in fig.texts)
+
+
+def test_html_links_every_number_and_says_missing(runs_root, tmp_path):
+    rows = model_rows(collect(runs_root, "smoke", EXPECTED, exclude=["09_comparison"]))
+    page = table_html(rows, runs_root)
+    assert 'class="comparison-table"' in page
+    missing_row = next(line for line in page.splitlines() if "02_contextual_attention (missing)" in line)
+    assert missing_row.count(f">{MISSING}<") >= 14 and "href" not in missing_row and re.search(r">0(\.0+)?<", missing_row) is None
+    unet_row = next(line for line in page.splitlines() if line.startswith('<tr class="ok"><th>unet<'))
+    assert unet_row.count('href="01_unet_baseline.html"') == 14 - 2  # every number but the two mIoU
+    assert unet_row.count(">n/a<") == 2 and ">14.00<" in unet_row and ">75,471<" in unet_row
+    local = table_html(rows, runs_root, href=run_href(tmp_path / "runs" / "09_comparison" / "smoke-z9"))
+    assert 'href="../../01_unet_baseline/smoke-u1/notebook.ipynb"' in local
+
+
+def test_provenance_and_budget_notes(runs_root):
+    runs = collect(runs_root, "smoke", EXPECTED, exclude=["09_comparison"])
+    prov = provenance_table(runs, runs_root)
+    assert prov.loc["01_unet_baseline", "commit"] == "abcdef1234" and prov.loc["02_contextual_attention", "run"] == MISSING
+    notes = budget_notes(model_rows(runs))
+    assert notes == ["image size differs from the usual 32: biharmonic (05) (64), swap (64)",
+                     "evaluation images differs from the usual 12: biharmonic (05) (30), swap (30)"]
+
+
+def test_inpainter_spec_round_trip_and_grid(tmp_path):
+    torch.manual_seed(0)
+    root = tmp_path / "runs"
+    folder = _run(root, "01_unet_baseline", "u1", {})
+    generator = UNetInpainter([4, 8]).eval()
+    (folder / "checkpoints").mkdir()
+    save_weights(generator, folder / "checkpoints" / "g.safetensors")
+    spec = inpainter_spec(UNetInpainter, {"channels": [4, 8]}, folder / "checkpoints" / "g.safetensors", folder)
+    assert spec == {"factory": "inpaintlib.models.unet:UNetInpainter", "kwargs": {"channels": [4, 8]},
+                    "weights": "checkpoints/g.safetensors"}
+    results = {"biharmonic": _result(11.0), "unet": _result(14.0, inpainter=spec), "plain": _result(12.0),
+               "broken": _result(12.0, inpainter=spec | {"weights": "checkpoints/none.safetensors"})}
+    (folder / "metrics.json").write_text(json.dumps({"results": results}))
+    rows = model_rows(collect(root, "smoke", ["01_unet_baseline", "02_contextual_attention"]))
+    images = torch.rand(3, 3, 32, 32)
+    masks = torch.zeros(3, 1, 32, 32)
+    masks[..., 8:20, 10:24] = 1
+    inpaint, _ = load_inpainter(rows[1])
+    with torch.no_grad():
+        assert torch.allclose(inpaint(images * (1 - masks), masks), generator(images * (1 - masks), masks))
+    columns, skipped = example_grid(rows, images, masks)
+    assert list(columns) == ["input", "biharmonic", "unet", "ground truth"]
+    expected_unet = masks * generator(images * (1 - masks), masks).detach() + (1 - masks) * images
+    assert torch.allclose(columns["unet"], expected_unet)
+    assert torch.allclose(columns["biharmonic"], masks * biharmonic_inpaint(images * (1 - masks), masks) + (1 - masks) * images)
+    assert "no inpainter spec" in skipped["plain"] and "CheckpointError" in skipped["broken"]
+    assert skipped["02_contextual_attention"] == MISSING
+    with pytest.raises(ValueError, match="not inside the run folder"):
+        inpainter_spec(UNetInpainter, {}, tmp_path / "elsewhere.safetensors", folder)
+    with pytest.raises(ValueError, match="must live in inpaintlib"):
+        inpainter_spec(torch.nn.Linear, {}, folder / "g.safetensors", folder)
