@@ -250,10 +250,12 @@ def plot_buckets(rows: Sequence[ModelRow], metrics: Sequence[str] = ("psnr_hole"
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    colours, markers = plt.get_cmap("tab20"), "osv^DPX*<>"
     for ax, metric in zip(axes[0], metrics):
         table = bucket_table(rows, metric)
-        for label, values in table.iterrows():
-            ax.plot(range(len(BUCKET_NAMES)), values.to_numpy(), marker="o", label=label)
+        for i, (label, values) in enumerate(table.iterrows()):  # distinct colour and marker per model
+            ax.plot(range(len(BUCKET_NAMES)), values.to_numpy(), marker=markers[i % len(markers)],
+                    color=colours(i % 20), markersize=4, label=label)
         ax.set_xticks(range(len(BUCKET_NAMES)), BUCKET_NAMES, rotation=30, fontsize=8)
         ax.set_title(HEADINGS[metric], fontsize=10)
         ax.set_xlabel("hole ratio", fontsize=8)
@@ -327,7 +329,7 @@ def load_inpainter(row: ModelRow, device: torch.device | str = "cpu") -> tuple[I
         return CLASSICAL_METHODS[row.model], "classical"
     spec = row.result.get("inpainter")
     if row.model is None or spec is None:
-        return None, "its chapter recorded no inpainter spec (inpaintlib.compare.inpainter_spec)"
+        return None, "no inpainter spec recorded by its chapter"
     module_name, qualname = spec["factory"].split(":")
     try:
         factory = importlib.import_module(module_name)
