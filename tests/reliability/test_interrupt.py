@@ -48,12 +48,12 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     straight = _python(script, tmp_path / "a", tmp_path / "a.safetensors")
     victim = _python(script, tmp_path / "b", tmp_path / "b.safetensors", stdout=subprocess.PIPE)
     try:
-        assert straight.wait(timeout=600) == 0
         for line in victim.stdout:
             if line.strip() == f"step {kill_at}":
                 victim.send_signal(signal.SIGKILL)
                 break
         victim.wait(timeout=60)
+        assert straight.wait(timeout=600) == 0
     finally:
         for proc in (straight, victim):
             if proc.poll() is None:

@@ -202,8 +202,8 @@ def test_run_key_follows_the_library_modules_a_notebook_imports():
     from inpaintlib.runner import library_files
 
     files = {p.relative_to(REPO_ROOT).as_posix() for p in library_files(["from inpaintlib.models.unet import UNetMethod\n"
-                                                                         "from inpaintlib import distributed as d"])}
-    assert {"inpaintlib/models/unet.py", "inpaintlib/train.py", "inpaintlib/losses.py", "inpaintlib/distributed.py"} <= files
+                                                                         "from inpaintlib import metrics as m"])}
+    assert {"inpaintlib/models/unet.py", "inpaintlib/train.py", "inpaintlib/losses.py", "inpaintlib/metrics.py"} <= files
     assert "inpaintlib/data/scenes.py" not in files  # the U-Net module does not import the data set
     assert "inpaintlib/lbp.py" not in files
     both = library_files(["from inpaintlib.data import (\n    ScenesDataset,\n    render_scene,\n)\n"])
