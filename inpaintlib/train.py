@@ -7,6 +7,11 @@ with the step and the term named.
 
 Exact resume works because batches are a pure function of the step (``batches(step)``), and the
 checkpoint holds the weights, the optimiser states and the torch random state.
+
+Scale options, all off by default: ``amp`` (bf16 autocast, or fp16 with a gradient scaler),
+``channels_last`` memory format, ``compile`` (``torch.compile`` of each sub-network in place), and
+``distributed`` data parallelism across the ranks of a process group (see ``inpaintlib.distributed``
+for how it works and when it equals one process).
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from inpaintlib import distributed as dist_utils
+
 Batch = dict[str, torch.Tensor]
 CHECKPOINT_NAME = "latest.safetensors"
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -147,6 +155,15 @@ class Trainer:
     ``checkpoint_dir``: where ``latest.safetensors`` is written every ``checkpoint_every`` steps and
     at the end; if it already holds one, training resumes from it (``resume=True``).
     ``eval_fn(step) -> dict`` runs every ``eval_every`` steps and at the end; its results go to the history.
+    ``amp``: autocast to ``amp_dtype`` (``"bfloat16"``, or ``"float16"`` with a ``GradScaler``).
+    ``channels_last``: 4-D weights and batch tensors in NHWC memory order (faster convs on GPUs).
+    ``compile``: ``torch.compile`` sub-networks in place (state-dict keys unchanged): ``True`` every direct
+    child of the method, or their attribute names (e.g. ``("generator",)``). A compiled critic with
+    ``spectral_norm`` fails in backward (torch 2.13: every call updates the vector ``u`` in place, and
+    the compiled backward of the previous call, real before fake, still needs the old one); compile
+    only the generator of such methods.
+    ``distributed``: data parallel over an initialised process group (``inpaintlib.distributed``):
+    each rank trains on its slice of ``batches(step)``, gradients are averaged, rank 0 writes and evaluates.
     """
 
     method: Method
@@ -162,16 +179,46 @@ class Trainer:
     progress: bool = True
     resume: bool = True
     history: list[dict] = field(default_factory=list)
+    amp_dtype: str = "bfloat16"
+    channels_last: bool = False
+    compile: bool | tuple[str, ...] = False
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {self.amp_dtype!r}")
+        if self.distributed and not dist_utils.is_distributed():
+            raise ValueError(
+                "distributed=True needs an initialised process group: call inpaintlib.distributed.init_distributed() "
+                "in a process started by torchrun"
+            )
+        # Without distributed=True every process trains alone and writes, even inside a process group.
+        self.rank, self.world_size = 0, 1
+        if self.distributed:
+            self.rank, self.world_size = dist_utils.get_rank(), dist_utils.get_world_size()
         self.device = resolve_device(self.device)
         self.method.to(self.device)
+        if self.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        if self.distributed:
+            dist_utils.broadcast_module(self.method)  # every rank starts from rank 0's weights
         self.optimizers = self.method.configure_optimizers()
+        if self.compile:
+            names = [name for name, _ in self.method.named_children()] if self.compile is True else list(self.compile)
+            for name in names:
+                sub_network = getattr(self.method, name, None)
+                if not isinstance(sub_network, nn.Module):
+                    raise ValueError(
+                        f"compile names {name!r}, which is not a sub-network of {type(self.method).__name__}"
+                    )
+                sub_network.compile()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == "float16")
         self.step = 0
         self.train_seconds = 0.0
         self._terms: dict[str, float] = {}
+        self._last_eval_step = -1
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -180,34 +227,56 @@ class Trainer:
     def _update(self, name: str, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         if name not in self.optimizers:
             raise KeyError(f"unknown optimiser {name!r}; the method has {sorted(self.optimizers)}")
-        for term, value in terms.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteLossError(
-                    f"step {self.step}: loss term '{name}/{term}' is {value.detach().float().flatten()[0].item()}"
-                )
+        bad = next(((term, value) for term, value in terms.items() if not torch.isfinite(value).all()), None)
+        # Every rank must learn of a non-finite loss anywhere, or the others would wait in the all-reduce.
+        if self.distributed and dist_utils.any_rank(bad is not None, self.device) and bad is None:
+            raise NonFiniteLossError(f"step {self.step}: a loss term of '{name}' is not finite on another rank")
+        if bad is not None:
+            term, value = bad
+            raise NonFiniteLossError(
+                f"step {self.step}: loss term '{name}/{term}' is {value.detach().float().flatten()[0].item()}"
+            )
         total = sum(terms.values())
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        self.scaler.scale(total).backward()
+        if self.distributed:
+            dist_utils.average_gradients([p for group in opt.param_groups for p in group["params"]])
+        self.scaler.step(opt)
         self._terms.update({f"{name}/{t}": float(v.detach()) for t, v in terms.items()})
         return total
 
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
+
     def save_checkpoint(self) -> None:
-        """Weights, optimiser states and the torch random state at the current step."""
+        """Weights, optimiser states and the torch random state at the current step.
+
+        Distributed: every rank must call it; rank 0 writes (its weights, every rank's random state
+        as ``rng.torch`` for rank 0 and ``rng.torch.rank<r>`` for the others), then all ranks wait.
+        """
         if self.checkpoint_path is None:
             return
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {f"model.{k}": v for k, v in self.method.state_dict().items()}
-        meta: dict = {"step": self.step, "train_seconds": self.train_seconds, "history": self.history, "optim": {}}
-        for name, opt in self.optimizers.items():
-            opt_tensors, opt_meta = _optimizer_tensors(name, opt)
-            tensors.update(opt_tensors)
-            meta["optim"][name] = opt_meta
-        tensors["rng.torch"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        atomic_save(tensors, self.checkpoint_path, metadata={"trainer": json.dumps(meta)})
+        rank_states = dist_utils.gather_objects(self._rng_states()) if self.distributed else [self._rng_states()]
+        if self.rank == 0:
+            self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+            tensors = {f"model.{k}": v for k, v in self.method.state_dict().items()}
+            meta: dict = {"step": self.step, "train_seconds": self.train_seconds, "history": self.history, "optim": {}}
+            for name, opt in self.optimizers.items():
+                opt_tensors, opt_meta = _optimizer_tensors(name, opt)
+                tensors.update(opt_tensors)
+                meta["optim"][name] = opt_meta
+            if self.scaler.is_enabled():
+                meta["grad_scaler"] = self.scaler.state_dict()
+            for rank, states in enumerate(rank_states):
+                suffix = "" if rank == 0 else f".rank{rank}"
+                tensors.update({f"rng.{kind}{suffix}": state for kind, state in states.items()})
+            atomic_save(tensors, self.checkpoint_path, metadata={"trainer": json.dumps(meta)})
+        if self.distributed:
+            dist_utils.barrier()  # no rank reads the checkpoint before it is complete
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by ``save_checkpoint``."""
@@ -227,33 +296,58 @@ class Trainer:
                 opt.load_state_dict(_optimizer_state(name, tensors, meta["optim"][name]))
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(f"checkpoint {path} does not match this method ({str(err).splitlines()[0]})") from err
-        torch.set_rng_state(tensors["rng.torch"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        suffix = f".rank{self.rank}" if f"rng.torch.rank{self.rank}" in tensors else ""
+        torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+        if f"rng.cuda{suffix}" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], self.device)
+        if "grad_scaler" in meta and self.scaler.is_enabled():
+            self.scaler.load_state_dict(meta["grad_scaler"])
         self.step, self.train_seconds, self.history = meta["step"], meta["train_seconds"], meta["history"]
+        self._last_eval_step = max((row["step"] for row in self.history if "eval" in row), default=-1)
 
     def _evaluate(self) -> None:
+        """Run ``eval_fn`` (on rank 0 only when distributed; the other ranks wait)."""
         if self.eval_fn is None:
             return
-        self.method.eval()
-        self.history.append({"step": self.step, "eval": self.eval_fn(self.step)})
-        self.method.train()
+        self._last_eval_step = self.step
+        if self.rank == 0:
+            self.method.eval()
+            self.history.append({"step": self.step, "eval": self.eval_fn(self.step)})
+            self.method.train()
+        if self.distributed:
+            dist_utils.barrier()
+
+    def _batch(self) -> Batch:
+        """This step's batch (this rank's slice when distributed) on the device, in the memory format."""
+        batch = self.batches(self.step)
+        if self.distributed:
+            batch = dist_utils.shard_batch(batch, self.rank, self.world_size)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
+        return batch
 
     def fit(self) -> list[dict]:
         """Run (or resume) training; returns the history of logged losses and evaluations."""
         if self.resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
         self.method.train()
-        bar = tqdm(total=self.steps, initial=self.step, desc=type(self.method).__name__, disable=not self.progress)
+        show = self.progress and self.rank == 0
+        bar = tqdm(total=self.steps, initial=self.step, desc=type(self.method).__name__, disable=not show)
         while self.step < self.steps:
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in self.batches(self.step).items()}
+            batch = self._batch()
             tic = time.perf_counter()
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp_dtype], enabled=self.amp):
                 self.method.training_step(batch, self._update)
+            self.scaler.update()
+            if self.distributed:
+                dist_utils.broadcast_module(self.method, buffers_only=True)  # DDP's broadcast_buffers
             self.train_seconds += time.perf_counter() - tic
             self.step += 1
             bar.update(1)
             if self.step % self.log_every == 0 or self.step == self.steps:
+                if self.distributed:  # the logged losses are the mean over the ranks' slices
+                    self._terms = dist_utils.mean_over_ranks(self._terms, self.device)
                 self.history.append({"step": self.step, "losses": dict(self._terms)})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in self._terms.items()}, refresh=False)
             if self.eval_every and self.step % self.eval_every == 0 and self.step < self.steps:
@@ -261,7 +355,7 @@ class Trainer:
             if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 self.save_checkpoint()
         bar.close()
-        if not self.history or "eval" not in self.history[-1] or self.history[-1]["step"] != self.step:
+        if self._last_eval_step != self.step:
             self._evaluate()
         self.save_checkpoint()
         self.method.eval()
