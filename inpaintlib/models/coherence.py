@@ -188,6 +188,14 @@ class CoherenceGenerator(nn.Module):
         return CoherenceOutput(images, seg_logits, attentions, fallback)
 
 
+class CoherenceInpainter(CoherenceGenerator):
+    """``CoherenceGenerator`` whose ``forward(masked (B,3,H,W), mask (B,1,H,W))`` returns only the finest
+    image (B,3,H,W). Same state-dict keys as the generator."""
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        return super().forward(image, mask).images[-1]
+
+
 class CoherenceMethod(Method):
     """Training recipe [our reconstruction, placeholder weights from the spec]:
 

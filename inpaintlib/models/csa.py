@@ -264,6 +264,14 @@ class CSAGenerator(nn.Module):
         )
 
 
+class CSAInpainter(CSAGenerator):
+    """``CSAGenerator`` whose ``forward(masked (B,3,H,W), mask (B,1,H,W))`` returns only the refined image
+    (B,3,H,W) clamped to [0,1], as ``CSAMethod.inpaint``. Same state-dict keys as the generator."""
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        return super().forward(image, mask).refined.clamp(0, 1)
+
+
 class FeaturePatchDiscriminator(nn.Module):
     """Patch critic on HED-VGG16 features [official code ``PFDiscriminator``]: ``(B,C,h,w) -> (B,1,h/8,w/8)``.
 

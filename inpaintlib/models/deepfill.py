@@ -249,6 +249,14 @@ class DeepFillGenerator(nn.Module):
         return DeepFillOutput((coarse + 1) / 2, (refined + 1) / 2, found)
 
 
+class DeepFillInpainter(DeepFillGenerator):
+    """``DeepFillGenerator`` whose ``forward(masked (B,3,H,W), mask (B,1,H,W))`` returns only the refined
+    image (B,3,H,W): the signature ``inpaintlib.compare`` rebuilds. Same state-dict keys as the generator."""
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        return super().forward(image, mask).refined
+
+
 def chebyshev_distance_to_known(mask: Tensor) -> Tensor:
     """(B, 1, H, W) mask -> (B, 1, H, W) float: max(|dy|, |dx|) to the nearest known pixel (0 if known).
 

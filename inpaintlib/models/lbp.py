@@ -322,6 +322,32 @@ class LBPImageGenerator(nn.Module):
         return image * mask + image_in * (1 - mask), features  # composite
 
 
+def inpaint_with_lbp(image_net: LBPImageGenerator, lbp_net: LBPGenerator | None, image: Tensor, mask: Tensor) -> Tensor:
+    """Inference of the two networks: masked image (B,3,H,W) in [0,1] + mask (B,1,H,W) -> composite (B,3,H,W)
+    in [0,1]. The LBP net (None without LBP guidance) fills the hole's LBP, which then guides the image net."""
+    check_mask(mask, image)
+    image_in = (image * 2 - 1) * (1 - mask)  # (B,3,H,W) in [-1,1], hole = 0
+    lbp = lbp_net(*lbp_input(image * (1 - mask), mask))[0] if lbp_net is not None else None  # (B,1,H,W)
+    image_out, _ = image_net(image_in, lbp, mask)
+    return ((image_out + 1) / 2).clamp(0, 1)
+
+
+class LBPInpainter(nn.Module):
+    """Both generators as one ``forward(masked (B,3,H,W), mask (B,1,H,W)) -> (B,3,H,W)``, the signature
+    ``inpaintlib.compare`` rebuilds. State-dict keys ``image_net.*`` and ``lbp_net.*``, as in :class:`LBPMethod`,
+    so ``nn.ModuleDict({"image_net": m.image_net, "lbp_net": m.lbp_net})`` saves a trained method's weights."""
+
+    def __init__(self, image_channels: Sequence[int] = (32, 64, 64, 128, 128),
+                 lbp_channels: Sequence[int] = (16, 32, 64, 64, 64), use_lbp: bool = True, top_t: int = 2,
+                 within_hole: bool = True, attention_depth: int = 3):
+        super().__init__()
+        self.image_net = LBPImageGenerator(image_channels, use_lbp, top_t, within_hole, attention_depth=attention_depth)
+        self.lbp_net = LBPGenerator(lbp_channels) if use_lbp else None
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        return inpaint_with_lbp(self.image_net, self.lbp_net, image, mask)
+
+
 def bce_gan_loss(logits: Tensor, real: bool) -> Tensor:
     """``BCE(sigmoid(logits), 1 or 0)`` averaged over patches (the official D ends in a sigmoid + BCELoss)."""
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
@@ -503,11 +529,7 @@ class LBPMethod(Method):
     @torch.no_grad()
     def inpaint(self, image: Tensor, mask: Tensor) -> Tensor:
         """(B, 3, H, W) masked image in [0, 1] + mask -> (B, 3, H, W) composite in [0, 1]; sees no hole pixel."""
-        check_mask(mask, image)
-        image_in = (image * 2 - 1) * (1 - mask)
-        lbp = self.predict_lbp(image, mask)[0] if self.lbp_net is not None else None
-        image_out, _ = self.image_net(image_in, lbp, mask)
-        return ((image_out + 1) / 2).clamp(0, 1)
+        return inpaint_with_lbp(self.image_net, self.lbp_net, image, mask)
 
     @torch.no_grad()
     def attention_sources(self, image: Tensor, mask: Tensor, queries: Tensor) -> AttentionSources:

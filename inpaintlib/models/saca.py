@@ -160,6 +160,14 @@ class SACAGenerator(nn.Module):
         return SACAOutput((torch.tanh(out) + 1) / 2, seg_logits, saca.attention, saca.fallback_count)
 
 
+class SACAInpainter(SACAGenerator):
+    """``SACAGenerator`` whose ``forward(masked (B,3,H,W), mask (B,1,H,W))`` returns only the image
+    (B,3,H,W). Same state-dict keys as the generator."""
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        return super().forward(image, mask).image
+
+
 class SACAMethod(Method):
     """hole_weight L1_hole + valid_weight L1_valid + seg_weight CE(seg head, labels at H/4)
     [+ adv_weight hinge GAN with a patch critic] [our reconstruction; weights are placeholders]."""
