@@ -52,6 +52,7 @@ __all__ = [
     "SWAP",
     "CoherenceEncoder",
     "CoherenceGenerator",
+    "CoherenceInpainter",
     "CoherenceMethod",
     "CoherenceOutput",
     "SWAPResult",

@@ -48,6 +48,7 @@ __all__ = [
     "ConvSpec",
     "DeepFillCritic",
     "DeepFillGenerator",
+    "DeepFillInpainter",
     "DeepFillMethod",
     "DeepFillOutput",
     "GAN_LOSSES",

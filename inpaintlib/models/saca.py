@@ -40,7 +40,7 @@ from inpaintlib.masks import check_mask
 from inpaintlib.nn.discriminators import PatchDiscriminator
 from inpaintlib.train import Method, UpdateFn
 
-__all__ = ["LEVELS", "SACA", "conv_elu", "SACAGenerator", "SACAMethod", "SACAOutput", "SACAResult"]
+__all__ = ["LEVELS", "SACA", "conv_elu", "SACAGenerator", "SACAInpainter", "SACAMethod", "SACAOutput", "SACAResult"]
 
 LEVELS = ("deep", "both")
 
