@@ -8,10 +8,13 @@ copy from its run folder. jupyter-book (1.x, Sphinx) then renders ``_build/src``
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import nbformat
 
 from inpaintlib.config import REPO_ROOT
 from inpaintlib.runner import RunResult, run_all
@@ -22,8 +25,28 @@ BUILD_DIR = REPO_ROOT / "_build"
 class BookBuildError(RuntimeError):
     """jupyter-book reported errors (warnings count as errors)."""
 
+
 BOOK_FILES = ("_config.yml", "_toc.yml")
 BOOK_DIRS = ("book",)
+RUN_DIR_LINE = re.compile(r'^run_dir = ".*"$', re.M)
+
+
+def readable_run_dir(run_folder: Path) -> str:
+    """The run folder as readers should see it: relative to the repository when inside it."""
+    run_folder = run_folder.resolve()
+    return run_folder.relative_to(REPO_ROOT).as_posix() if run_folder.is_relative_to(REPO_ROOT) else run_folder.name
+
+
+def book_copy(run_folder: Path, target: Path) -> None:
+    """Copy a run's executed notebook for the book. papermill's injected-parameters cell holds the
+    absolute path of the run's temporary folder (``.<name>.partial-<pid>``, renamed when the run
+    finished); the copy shows the finished folder instead, relative to the repository."""
+    nb = nbformat.read(run_folder / "notebook.ipynb", as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            shown = readable_run_dir(run_folder)
+            cell.source = RUN_DIR_LINE.sub(lambda _: f'run_dir = "{shown}"', cell.source)
+    nbformat.write(nb, target)
 
 
 def assemble(results: list[RunResult], out: Path) -> Path:
@@ -37,7 +60,7 @@ def assemble(results: list[RunResult], out: Path) -> Path:
     (out / "notebooks").mkdir()
     for result in results:
         stem = result.config["notebook"].rsplit("/", 1)[-1]
-        shutil.copy2(result.path / "notebook.ipynb", out / "notebooks" / stem)
+        book_copy(result.path, out / "notebooks" / stem)
     return out
 
 

@@ -258,7 +258,8 @@ def run(
     seed = int(checked.get("seed", 0))
     device = str(checked.get("device", "auto"))
     resolved = vars(load_config(stem, preset, **(checked | {"run_dir": str(partial)})))
-    started = time.time()
+    commit, dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
+    started = time.time()  # the commit is the one the run started from, not whatever HEAD is when it ends
     try:
         papermill.execute_notebook(
             str(path),
@@ -289,8 +290,8 @@ def run(
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in resolved.items() if k not in ("run_dir", "checkpoint_dir")},
         "seed": seed,
         "device": _device_description(device),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "versions": _versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_time_s": round(time.time() - started, 2),
@@ -320,10 +321,10 @@ def run_all(preset: str = "cpu", runs_dir: str | Path | None = None, force: bool
     return results
 
 
-def save_metrics(run_dir: str | Path, metrics: dict) -> Path:
-    """Write ``metrics.json`` into a run folder (called by notebooks at the end)."""
+def save_metrics(run_dir: str | Path, metrics: dict) -> None:
+    """Write ``metrics.json`` into a run folder (called by notebooks at the end). Returns nothing, so a
+    notebook's last line does not display the run's temporary path."""
     out = Path(run_dir) / "metrics.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
     os.replace(tmp, out)
-    return out

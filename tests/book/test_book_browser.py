@@ -149,6 +149,8 @@ def test_page_loads_offline_with_nothing_broken(path: str, server: str, browser)
     if page.locator(".math").count():
         assert page.locator("mjx-container").count(), "the page has math but MathJax typeset none of it"
     assert page.locator(".output.traceback, .output.error").count() == 0, "an executed cell shows an error"
+    text = page.inner_text("body")
+    assert ".partial-" not in text and str(REPO) not in text, "the page shows a temporary or absolute run path"
 
     if path.startswith("notebooks/"):
         outputs = page.locator(".cell_output").count()
