@@ -37,7 +37,7 @@ from inpaintlib.attention.contextual import ContextualAttention
 from inpaintlib.attention.csa import CoherentSemanticAttention, CSATrace, GradientMode, feature_mask
 from inpaintlib.features import VGG16_BLOCKS, HEDVGG16Features
 from inpaintlib.masks import check_mask
-from inpaintlib.models.unet import DownBlock, UNetInpainter, UpBlock
+from inpaintlib.models.unet import UNetInpainter, unet_layers
 from inpaintlib.nn.discriminators import PatchDiscriminator
 from inpaintlib.train import Method, UpdateFn
 
@@ -163,20 +163,7 @@ class RefinementUNet(nn.Module):
             )
         self.attention_level = attention_level
         self.attention = attention
-        chans = (in_channels, *self.channels)
-        self.down = nn.ModuleList(
-            DownBlock(chans[i], chans[i + 1], norm, first=i == 0) for i in range(len(self.channels))
-        )
-        ups = []
-        for i in reversed(range(len(self.channels) - 1)):
-            c_in = self.channels[i + 1] * (1 if i == len(self.channels) - 2 else 2)
-            ups.append(UpBlock(c_in, self.channels[i], norm))
-        self.up = nn.ModuleList(ups)
-        self.to_image = nn.Sequential(
-            UpBlock(2 * self.channels[0], self.channels[0], "none"),
-            nn.ReLU(),
-            nn.Conv2d(self.channels[0] + in_channels, 3, 3, padding=1),
-        )
+        self.down, self.up, self.to_image = unet_layers(self.channels, norm, in_channels)  # as UNetInpainter
 
     def forward(self, x: Tensor, mask_feat: Tensor, return_trace: bool = False) -> RefinementOutputs:
         """x (B,in,H,W) in about [-1,1], mask_feat (B,1,H/2**(l+1),W/2**(l+1)) -> :class:`RefinementOutputs`."""

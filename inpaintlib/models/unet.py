@@ -59,6 +59,26 @@ class UpBlock(nn.Module):
         return self.norm(self.conv(F.interpolate(F.relu(x), scale_factor=2.0, mode="nearest")))
 
 
+def unet_layers(channels: Sequence[int], norm: str, in_channels: int) -> tuple[nn.ModuleList, nn.ModuleList, nn.Sequential]:
+    """The layers of the book's U-Net: ``(down, up, to_image)``.
+
+    ``down[i]`` halves the resolution to ``channels[i]`` channels; decoder level i takes the deeper
+    output (``channels[i+1]``, doubled by the skip except at the bottom); ``to_image`` is the last up
+    block, a ReLU and a 3x3 conv over ``cat(features, input)`` to 3 channels.
+    """
+    chans = (in_channels, *channels)
+    down = nn.ModuleList(DownBlock(chans[i], chans[i + 1], norm, first=i == 0) for i in range(len(channels)))
+    up = nn.ModuleList(
+        UpBlock(channels[i + 1] * (1 if i == len(channels) - 2 else 2), channels[i], norm)
+        for i in reversed(range(len(channels) - 1))
+    )
+    to_image = nn.Sequential(
+        UpBlock(2 * channels[0], channels[0], "none"),
+        nn.ReLU(),
+        nn.Conv2d(channels[0] + in_channels, 3, 3, padding=1),
+    )
+    return down, up, to_image
+
 class UNetInpainter(nn.Module):
     """U-Net generator: ``cat(image * (1 - mask), mask)`` -> image, images in [0, 1].
 
@@ -69,21 +89,7 @@ class UNetInpainter(nn.Module):
     def __init__(self, channels: Sequence[int] = (32, 64, 128, 256), norm: str = "batch", in_channels: int = 4):
         super().__init__()
         self.channels = tuple(channels)
-        chans = (in_channels, *self.channels)
-        self.down = nn.ModuleList(
-            DownBlock(chans[i], chans[i + 1], norm, first=i == 0) for i in range(len(self.channels))
-        )
-        # Decoder level i takes the deeper output (c_{i+1}, doubled by the skip except at the bottom).
-        ups = []
-        for i in reversed(range(len(self.channels) - 1)):
-            c_in = self.channels[i + 1] * (1 if i == len(self.channels) - 2 else 2)
-            ups.append(UpBlock(c_in, self.channels[i], norm))
-        self.up = nn.ModuleList(ups)
-        self.to_image = nn.Sequential(
-            UpBlock(2 * self.channels[0], self.channels[0], "none"),
-            nn.ReLU(),
-            nn.Conv2d(self.channels[0] + in_channels, 3, 3, padding=1),
-        )
+        self.down, self.up, self.to_image = unet_layers(self.channels, norm, in_channels)
 
     @property
     def stride(self) -> int:
