@@ -6,8 +6,11 @@ region, so its scale does not depend on the hole size (the partial-convolution c
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -34,3 +37,22 @@ def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
 def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Hinge generator loss: ``-mean(D(fake))``."""
     return -fake_logits.mean()
+
+
+def mask_conditioned_hinge(
+    discriminator: nn.Module,
+    image: torch.Tensor,
+    composed: torch.Tensor,
+    mask: torch.Tensor,
+    update: Callable[[str, dict[str, torch.Tensor]], torch.Tensor],
+) -> torch.Tensor:
+    """One hinge GAN round with a critic on ``cat(image, mask)`` (B,4,H,W).
+
+    Steps the critic through ``update("d", {"hinge": ...})`` on the real image vs the detached composed
+    output (B,3,H,W), then returns the generator's term ``hinge_g_loss(D(cat(composed, mask)))`` from
+    the updated critic (not yet weighted).
+    """
+    real = discriminator(torch.cat([image, mask], 1))
+    fake = discriminator(torch.cat([composed.detach(), mask], 1))
+    update("d", {"hinge": hinge_d_loss(real, fake)})
+    return hinge_g_loss(discriminator(torch.cat([composed, mask], 1)))

@@ -35,7 +35,7 @@ from inpaintlib.attention.semantic import (
     semantic_contextual_attention,
 )
 from inpaintlib.data.scenes import NUM_CLASSES
-from inpaintlib.losses import hinge_d_loss, hinge_g_loss, hole_l1, valid_l1
+from inpaintlib.losses import hole_l1, mask_conditioned_hinge, valid_l1
 from inpaintlib.masks import check_mask
 from inpaintlib.nn.discriminators import PatchDiscriminator
 from inpaintlib.train import Method, UpdateFn
@@ -201,10 +201,7 @@ class SACAMethod(Method):
         }
         if self.discriminator is not None:
             composed = mask * out.image + (1 - mask) * image
-            real = self.discriminator(torch.cat([image, mask], 1))
-            fake = self.discriminator(torch.cat([composed.detach(), mask], 1))
-            update("d", {"hinge": hinge_d_loss(real, fake)})
-            terms["adv"] = self.adv_weight * hinge_g_loss(self.discriminator(torch.cat([composed, mask], 1)))
+            terms["adv"] = self.adv_weight * mask_conditioned_hinge(self.discriminator, image, composed, mask, update)
         update("g", terms)
 
     @torch.no_grad()
