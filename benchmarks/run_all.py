@@ -221,25 +221,33 @@ def discover_methods() -> list[tuple[str, type[Method] | _ImportFailure]]:
     return found
 
 
+def _module_class(hint: object) -> type[nn.Module] | None:
+    """The ``nn.Module`` subclass an annotation names, alone or as ``X | None``; else ``None``."""
+    candidates = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_args(hint) else [hint]
+    if len(candidates) == 1 and isinstance(candidates[0], type) and issubclass(candidates[0], nn.Module):
+        return candidates[0]
+    return None
+
+
 def construct_with_defaults(cls: type[Method], image_size: int) -> Method:
-    """``cls`` with its defaults; required ``image_size``-like ints get ``image_size``, required
-    ``nn.Module`` arguments an instance built with their own defaults; anything else raises ``TypeError``."""
+    """``cls`` with its defaults; required ``image_size``-like ints get ``image_size``; ``nn.Module``
+    arguments, required or ``Module | None`` (SPL's teacher), an untrained instance built with their own
+    defaults (weights do not change speed); any other required argument raises ``TypeError``."""
     try:
         hints = typing.get_type_hints(cls.__init__)
     except (NameError, TypeError):  # an annotation that does not resolve: fall back to names only
         hints = {}
     kwargs = {}
     for name, parameter in inspect.signature(cls.__init__).parameters.items():
-        if name == "self" or parameter.default is not inspect.Parameter.empty:
+        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        hint = hints.get(name)
-        if name in IMAGE_SIZE_NAMES:
+        network = _module_class(hints.get(name))
+        required = parameter.default is inspect.Parameter.empty
+        if network is not None and (required or parameter.default is None):
+            kwargs[name] = network()
+        elif required and name in IMAGE_SIZE_NAMES:
             kwargs[name] = image_size
-        elif isinstance(hint, type) and issubclass(hint, nn.Module):
-            kwargs[name] = hint()
-        else:
+        elif required:
             raise TypeError(f"required argument {name!r} has no benchmark default")
     return cls(**kwargs)
 

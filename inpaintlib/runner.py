@@ -26,9 +26,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
+if TYPE_CHECKING:
+    import nbformat
 
 from inpaintlib.config import REPO_ROOT, ConfigError, load_config, preset_values, validate_parameters
 
@@ -57,6 +58,14 @@ class RunResult:
         return json.loads((self.path / "config.json").read_text())
 
 
+def _read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (nbformat v4). nbformat is imported here, not at module level, so the
+    scripts that only use the runner's provenance helpers (``scripts/train_ddp.py``) run without Jupyter."""
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
 def notebook_stem(notebook: str | Path) -> str:
     return Path(notebook).stem
 
@@ -73,7 +82,7 @@ def resolve_notebook(notebook: str | Path) -> Path:
 
 def _parameter_names(path: Path) -> set[str]:
     """Names assigned in the cell tagged ``parameters``."""
-    nb = nbformat.read(path, as_version=4)
+    nb = _read_notebook(path)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ConfigError(f"{path.name} has no cell tagged 'parameters'")
@@ -147,7 +156,7 @@ def _source_digest(stem: str, code: list[str]) -> str:
 def reads_runs(path: Path) -> bool:
     """Whether a notebook reads other notebooks' runs (the comparison chapter): its metadata has
     ``{"inpaintlib": {"reads_runs": true}}``."""
-    return bool(nbformat.read(path, as_version=4).metadata.get("inpaintlib", {}).get("reads_runs", False))
+    return bool(_read_notebook(path).metadata.get("inpaintlib", {}).get("reads_runs", False))
 
 
 def latest_runs(runs_dir: str | Path, preset: str) -> dict[str, Path]:
@@ -181,7 +190,7 @@ def runs_digest(runs_dir: str | Path, preset: str, exclude: str) -> str:
 
 def run_key(path: Path, preset: str, parameters: dict[str, Any], runs_seen: str | None = None) -> str:
     """Hash of preset, parameters, notebook code and library; ``runs_seen`` (a ``runs_digest``) for notebooks that read runs."""
-    nb = nbformat.read(path, as_version=4)
+    nb = _read_notebook(path)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     inputs = {"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest(path.stem, code)}
     if runs_seen is not None:

@@ -1,6 +1,8 @@
 """The runner and CLI: validation before any work, run folders, reuse, failures named by cell."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -208,3 +210,13 @@ def test_run_key_follows_the_library_modules_a_notebook_imports():
     assert "inpaintlib/lbp.py" not in files
     both = library_files(["from inpaintlib.data import (\n    ScenesDataset,\n    render_scene,\n)\n"])
     assert any(p.name == "scenes.py" for p in both)
+
+
+def test_gpu_machine_scripts_import_without_jupyter():
+    """The lent GPU machine has torch but no Jupyter stack: the DDP script and the benchmarks, which use
+    the runner's provenance helpers, must import without nbformat and papermill."""
+    blocked = "import sys\nfor m in ('nbformat', 'papermill', 'nbclient', 'ipywidgets'):\n    sys.modules[m] = None\n"
+    code = blocked + "import runpy\nrunpy.run_path('scripts/train_ddp.py')\nimport benchmarks.run_all\n"
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
