@@ -230,26 +230,34 @@ def _module_class(hint: object) -> type[nn.Module] | None:
 
 
 def construct_with_defaults(cls: type[Method], image_size: int) -> Method:
-    """``cls`` with its defaults; required ``image_size``-like ints get ``image_size``; ``nn.Module``
-    arguments, required or ``Module | None`` (SPL's teacher), an untrained instance built with their own
-    defaults (weights do not change speed); any other required argument raises ``TypeError``."""
+    """``cls`` with its defaults; required ``image_size``-like ints get ``image_size`` and required
+    ``nn.Module`` arguments an untrained instance built with their own defaults (weights do not change
+    speed). ``Module | None`` arguments keep their default ``None`` unless the class refuses it (SPL's
+    teacher): then they get an instance too. Any other required argument raises ``TypeError``."""
     try:
         hints = typing.get_type_hints(cls.__init__)
     except (NameError, TypeError):  # an annotation that does not resolve: fall back to names only
         hints = {}
-    kwargs = {}
+    kwargs, optional_networks = {}, {}
     for name, parameter in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
         network = _module_class(hints.get(name))
-        required = parameter.default is inspect.Parameter.empty
-        if network is not None and (required or parameter.default is None):
+        if parameter.default is not inspect.Parameter.empty:
+            if network is not None and parameter.default is None:
+                optional_networks[name] = network
+        elif network is not None:
             kwargs[name] = network()
-        elif required and name in IMAGE_SIZE_NAMES:
+        elif name in IMAGE_SIZE_NAMES:
             kwargs[name] = image_size
-        elif required:
+        else:
             raise TypeError(f"required argument {name!r} has no benchmark default")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError:
+        if not optional_networks:
+            raise
+        return cls(**kwargs, **{name: network() for name, network in optional_networks.items()})
 
 
 def _short_error(err: BaseException) -> str:
@@ -486,6 +494,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("data", "models", "attention"))
     parser.add_argument("--model-timeout", type=float, default=900.0, help="seconds per model before it is skipped")
+    parser.add_argument("--loop-budget", type=float, default=None,
+                        help="seconds a loop reference may be predicted to take at 64 x 64 (default 120 --quick, else 1800)")
     parser.add_argument("--model-worker", default=None, help=argparse.SUPPRESS)  # internal: module:Class
     parser.add_argument("--model-settings", default=None, help=argparse.SUPPRESS)  # internal: JSON ModelSettings
     args = parser.parse_args(argv)
@@ -540,7 +550,7 @@ def main(argv: list[str] | None = None) -> None:
         print("attention ...", file=sys.stderr, flush=True)
         channels, batch = (16, 1) if quick else (64, 1)
         rows = attention_rows([32, 64], channels, batch, device, repeats=3 if quick else 10,
-                              loop_budget_s=120.0 if quick else 1800.0)
+                              loop_budget_s=args.loop_budget or (120.0 if quick else 1800.0))
         sections.append(
             "## Attention modules against their loop references\n\n"
             "Vectorised module (best of several calls, forward only) against the plain-loop reference the unit "

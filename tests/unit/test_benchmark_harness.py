@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from benchmarks.run_all import ModelSettings, _module_class, benchmark_model, construct_with_defaults, discover_methods
+from inpaintlib.models.csa import CSAMethod
 from inpaintlib.models.spl import SceneTeacher, SPLMethod
 from inpaintlib.models.unet import UNetMethod
 
@@ -48,3 +49,8 @@ def test_one_model_row_is_positive_and_finite():
     assert row["params"] > 0
     for key in ("train_ips", "infer_ips"):
         assert math.isfinite(row[key]) and row[key] > 0
+
+
+def test_optional_networks_keep_their_default_when_the_class_accepts_it():
+    method = construct_with_defaults(CSAMethod, image_size=64)
+    assert not method.rough_frozen  # no rough stage passed in: the CSA default trains its own
