@@ -12,8 +12,9 @@ and every chapter's ``metrics.json`` holds ``{"results": {model: EvalResult.summ
 - ``comparison_table``, ``bucket_table``, ``table_html`` (each number a link to its run) and
   ``plot_buckets`` present the rows; ``provenance_table`` and ``budget_notes`` say where they came
   from and whether the budgets match.
-- ``example_grid`` runs every model it can rebuild on the same inputs: the classical methods always,
-  a learned model when its chapter recorded an ``inpainter_spec`` beside its results.
+- ``composed_outputs`` runs every model it can rebuild on the same inputs: the classical methods always,
+  a learned model when its chapter recorded an ``inpainter_spec`` beside its results; ``example_grid``
+  shows them, and ``perceptual_scores`` scores them with LPIPS and FID when the user supplies those networks.
 """
 
 from __future__ import annotations
@@ -348,17 +349,14 @@ def load_inpainter(row: ModelRow, device: torch.device | str = "cpu") -> tuple[I
     return inpaint, "rebuilt from " + spec["weights"]
 
 
-def example_grid(rows: Sequence[ModelRow], images: torch.Tensor, masks: torch.Tensor,
-                 device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The same ``(N,3,H,W)`` images with ``(N,1,H,W)`` holes through every model that can be rebuilt.
+def composed_outputs(rows: Sequence[ModelRow], images: torch.Tensor, masks: torch.Tensor,
+                     device: torch.device | str = "cpu", batch_size: int = 64) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every model that can be rebuilt, run on ``(N,3,H,W)`` images with ``(N,1,H,W)`` holes (in batches).
 
-    Returns the columns for ``viz.show_grid`` (masked input, each model's composed output, ground
-    truth) and ``{label: why it is not in the grid}``. A model trained at another image size is skipped.
+    Returns ``{label: output composed with the known pixels}`` and ``{label: why it is absent}``. A
+    model trained at another image size is left out.
     """
-    from inpaintlib.viz import masked_for_display
-
-    columns = {"input": masked_for_display(images, masks)}
-    skipped = {}
+    outputs, skipped = {}, {}
     size = images.shape[-1]
     for row in rows:
         if row.model is None:
@@ -366,12 +364,45 @@ def example_grid(rows: Sequence[ModelRow], images: torch.Tensor, masks: torch.Te
             continue
         trained = row.run.config.get("parameters", {}).get("image_size", size)
         if row.model not in CLASSICAL_METHODS and trained != size:
-            skipped[row.label] = f"trained at {trained} px, the grid is {size} px"
+            skipped[row.label] = f"trained at {trained} px, the images are {size} px"
             continue
         inpaint, why = load_inpainter(row, device)
         if inpaint is None:
             skipped[row.label] = why
             continue
-        columns[row.label] = masks * inpaint(images * (1 - masks), masks).clamp(0, 1) + (1 - masks) * images
-    columns["ground truth"] = images
-    return columns, skipped
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            image, mask = images[start:start + batch_size], masks[start:start + batch_size]
+            chunks.append(mask * inpaint(image * (1 - mask), mask).clamp(0, 1) + (1 - mask) * image)
+        outputs[row.label] = torch.cat(chunks)
+    return outputs, skipped
+
+
+def example_grid(rows: Sequence[ModelRow], images: torch.Tensor, masks: torch.Tensor,
+                 device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The same images through every model that can be rebuilt, as columns for ``viz.show_grid``
+    (masked input, each model's composed output, ground truth), and ``{label: why it is not in the grid}``."""
+    from inpaintlib.viz import masked_for_display
+
+    outputs, skipped = composed_outputs(rows, images, masks, device)
+    return {"input": masked_for_display(images, masks)} | outputs | {"ground truth": images}, skipped
+
+
+def perceptual_scores(outputs: dict[str, torch.Tensor], images: torch.Tensor, lpips: Callable | None = None,
+                      extractor: Callable | None = None, device: torch.device | str = "cpu",
+                      batch_size: int = 32) -> dict[str, dict[str, float]]:
+    """``{label: {"lpips": mean LPIPS to the ground truth, "frechet": Fréchet distance to the ground
+    truth's features}}`` for the metrics whose network is given (``inpaintlib.lpips``, ``inpaintlib.fid``)."""
+    from inpaintlib.fid import frechet_feature_distance
+
+    scores: dict[str, dict[str, float]] = {}
+    for label, output in outputs.items():
+        scores[label] = {}
+        if lpips is not None:
+            lpips = lpips.to(device)
+            distances = [lpips(output[i:i + batch_size].to(device), images[i:i + batch_size].to(device)).cpu()
+                         for i in range(0, len(images), batch_size)]
+            scores[label]["lpips"] = float(torch.cat(distances).mean())
+        if extractor is not None:
+            scores[label]["frechet"] = frechet_feature_distance(extractor, images, output, batch_size, device)
+    return scores

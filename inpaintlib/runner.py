@@ -9,7 +9,8 @@ papermill and leaves ``runs/01_unet_baseline/cpu-<key>/`` holding
 - ``checkpoints/``    safetensors weights.
 
 The key hashes the preset, the parameters, the notebook's code, the library modules it imports
-(transitively) and its presets, so a finished run is reused until one of them changes. A run is built in a hidden folder and renamed into place only
+(transitively), its presets and any ``INPAINTLIB_*`` environment variables (weight files), so a
+finished run is reused until one of them changes. A run is built in a hidden folder and renamed into place only
 when it succeeds; a failed run is kept as ``<name>.failed`` with the cell that failed named.
 """
 
@@ -188,11 +189,18 @@ def runs_digest(runs_dir: str | Path, preset: str, exclude: str) -> str:
     return h.hexdigest()
 
 
+def library_environment() -> dict[str, str]:
+    """The ``INPAINTLIB_*`` environment variables (weight files: HED, LPIPS, FID extractor) and their values."""
+    return {name: value for name, value in sorted(os.environ.items()) if name.startswith("INPAINTLIB_")}
+
+
 def run_key(path: Path, preset: str, parameters: dict[str, Any], runs_seen: str | None = None) -> str:
     """Hash of preset, parameters, notebook code and library; ``runs_seen`` (a ``runs_digest``) for notebooks that read runs."""
     nb = _read_notebook(path)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     inputs = {"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest(path.stem, code)}
+    if library_environment():  # weight files named by INPAINTLIB_* variables change what a notebook computes
+        inputs["environment"] = library_environment()
     if runs_seen is not None:
         inputs["runs"] = runs_seen
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:10]
@@ -298,6 +306,7 @@ def run(
         "overrides": checked,
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in resolved.items() if k not in ("run_dir", "checkpoint_dir")},
         "seed": seed,
+        "environment": library_environment(),
         "device": _device_description(device),
         "git_commit": commit,
         "git_dirty": dirty,

@@ -19,11 +19,13 @@ from inpaintlib.compare import (
     inpainter_spec,
     load_inpainter,
     model_rows,
+    perceptual_scores,
     plot_buckets,
     provenance_table,
     run_href,
     table_html,
 )
+from inpaintlib.lpips import LPIPS
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.models.unet import UNetInpainter
 from inpaintlib.train import save_weights
@@ -159,3 +161,15 @@ def test_inpainter_spec_round_trip_and_grid(tmp_path):
         inpainter_spec(UNetInpainter, {}, tmp_path / "elsewhere.safetensors", folder)
     with pytest.raises(ValueError, match="must live in inpaintlib"):
         inpainter_spec(torch.nn.Linear, {}, folder / "g.safetensors", folder)
+
+
+def test_perceptual_scores_compare_each_output_with_the_ground_truth():
+    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    outputs = {"perfect": images.clone(), "grey": torch.full_like(images, 0.5)}
+    lpips = LPIPS()  # random weights: the formula, not LPIPS
+    extractor = lambda x: x.mean(dim=(2, 3))  # noqa: E731  mean colour features
+    scores = perceptual_scores(outputs, images, lpips=lpips, extractor=extractor, batch_size=4)
+    assert scores["perfect"]["lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["perfect"]["frechet"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["grey"]["lpips"] > 0 and scores["grey"]["frechet"] > 0
+    assert perceptual_scores(outputs, images) == {"perfect": {}, "grey": {}}

@@ -1,6 +1,7 @@
 """The runner and CLI: validation before any work, run folders, reuse, failures named by cell."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -210,6 +211,22 @@ def test_run_key_follows_the_library_modules_a_notebook_imports():
     assert "inpaintlib/lbp.py" not in files
     both = library_files(["from inpaintlib.data import (\n    ScenesDataset,\n    render_scene,\n)\n"])
     assert any(p.name == "scenes.py" for p in both)
+
+
+def test_run_key_follows_the_weight_files_named_in_the_environment(tmp_path, monkeypatch):
+    from inpaintlib.runner import run_key
+
+    for name in [n for n in os.environ if n.startswith("INPAINTLIB_")]:
+        monkeypatch.delenv(name)
+    nb_path = _notebook(tmp_path, WRITES_METRICS)
+    plain = run_key(nb_path, "smoke", {})
+    monkeypatch.setenv("INPAINTLIB_LPIPS_VGG16", "/weights/vgg16.pth")
+    with_weights = run_key(nb_path, "smoke", {})
+    monkeypatch.setenv("INPAINTLIB_LPIPS_VGG16", "/weights/other.pth")
+    assert len({plain, with_weights, run_key(nb_path, "smoke", {})}) == 3
+    monkeypatch.delenv("INPAINTLIB_LPIPS_VGG16")
+    monkeypatch.setenv("UNRELATED_VARIABLE", "1")
+    assert run_key(nb_path, "smoke", {}) == plain
 
 
 def test_gpu_machine_scripts_import_without_jupyter():
