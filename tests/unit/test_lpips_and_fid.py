@@ -165,3 +165,12 @@ def test_fid_errors_name_the_problem(tmp_path):
         load_feature_extractor(tmp_path / "state.pt2")
     with pytest.raises(ValueError, match="N >= 2"):
         feature_statistics(np.zeros((1, 4)))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_extractor_loads_too(tmp_path):
+    path = tmp_path / "extractor.pt"
+    torch.jit.save(torch.jit.trace(_MeanColour(), _images(n=2, size=8)), str(path))
+    images = _images(n=5, size=8, seed=6)
+    features = extract_features(load_feature_extractor(path), images, batch_size=2)
+    torch.testing.assert_close(features, images.mean(dim=(2, 3)).double())
