@@ -304,6 +304,25 @@ def budget_notes(rows: Sequence[ModelRow]) -> list[str]:
     return notes
 
 
+def seed_noise(runs: Sequence[ChapterRun]) -> dict | None:
+    """The seed study a chapter recorded (``metrics["seed_spread"]``, chapter 1's U-Net retrained with
+    several seeds; ``evaluate.seed_spread`` plus ``metric``, ``steps``, ``batch_size``) with its chapter, or None."""
+    for run in runs:
+        if run.metrics.get("seed_spread"):
+            return run.metrics["seed_spread"] | {"chapter": run.chapter}
+    return None
+
+
+def within_noise_of_best(values: dict[str, float], std: float, k: float = 2.0) -> list[str]:
+    """Labels whose value is within ``k * std`` of the highest (NaN values are left out), best first:
+    the models that one run per model cannot tell apart from the best."""
+    known = {label: v for label, v in values.items() if not math.isnan(v)}
+    if not known:
+        return []
+    best = max(known.values())
+    return sorted((label for label, v in known.items() if best - v <= k * std), key=lambda label: -known[label])
+
+
 def inpainter_spec(factory: Callable[..., nn.Module], kwargs: dict, weights: str | Path, run_dir: str | Path) -> dict:
     """What a chapter stores beside a model's results so the comparison can rebuild it for the grid.
 

@@ -129,3 +129,14 @@ def bucket_table(results: dict[str, dict], metric: str = "psnr_hole"):
     return pd.DataFrame(
         {name: {b: s["buckets"].get(b, {}).get(metric, float("nan")) for b in BUCKET_NAMES} for name, s in results.items()}
     ).T
+
+
+def seed_spread(values: dict[int, float]) -> dict:
+    """How much one number moves with the seed: ``{seed: value}`` (at least two seeds) ->
+    ``{"seeds", "values", "mean", "std" (sample, n - 1), "min", "max"}``."""
+    if len(values) < 2:
+        raise ValueError(f"a spread needs at least two seeds, got {len(values)}")
+    seeds = sorted(values)
+    x = torch.tensor([float(values[s]) for s in seeds], dtype=torch.float64)
+    return {"seeds": seeds, "values": x.tolist(), "mean": float(x.mean()), "std": float(x.std(unbiased=True)),
+            "min": float(x.min()), "max": float(x.max())}

@@ -37,6 +37,8 @@ BUDGET_KNOBS = (
     "rough_steps",
     "teacher_steps",
     "segmenter_steps",
+    "spread_steps",
+    "spread_seeds",
     "eval_every",
     "train_images",
     "eval_per_bucket",

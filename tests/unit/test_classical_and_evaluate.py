@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from inpaintlib.classical import biharmonic_inpaint, telea_inpaint
-from inpaintlib.evaluate import Benchmark, bucket_table, evaluate, results_table
+from inpaintlib.evaluate import Benchmark, bucket_table, evaluate, results_table, seed_spread
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.metrics import PSNR_MAX
 
@@ -59,3 +60,12 @@ def test_boundary_benchmark_holes_cross_classes():
     bench = Benchmark.scenes(48, per_bucket=1, masks="boundary")
     crossing = [len(lab[m[0] > 0].unique()) >= 2 for lab, m in zip(bench.labels, bench.masks)]
     assert sum(crossing) >= len(crossing) - 1
+
+
+def test_seed_spread_summarises_values_by_seed():
+    spread = seed_spread({2: 15.0, 0: 16.0, 1: 17.0})
+    assert spread["seeds"] == [0, 1, 2] and spread["values"] == [16.0, 17.0, 15.0]
+    assert spread["mean"] == pytest.approx(16.0) and spread["std"] == pytest.approx(1.0)
+    assert (spread["min"], spread["max"]) == (15.0, 17.0)
+    with pytest.raises(ValueError, match="at least two seeds"):
+        seed_spread({0: 1.0})

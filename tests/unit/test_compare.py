@@ -11,6 +11,7 @@ import torch
 from inpaintlib.classical import biharmonic_inpaint
 from inpaintlib.compare import (
     MISSING,
+    ChapterRun,
     budget_notes,
     bucket_table,
     collect,
@@ -23,7 +24,9 @@ from inpaintlib.compare import (
     plot_buckets,
     provenance_table,
     run_href,
+    seed_noise,
     table_html,
+    within_noise_of_best,
 )
 from inpaintlib.lpips import LPIPS
 from inpaintlib.masks import BUCKET_NAMES
@@ -173,3 +176,18 @@ def test_perceptual_scores_compare_each_output_with_the_ground_truth():
     assert scores["perfect"]["frechet"] == pytest.approx(0.0, abs=1e-9)
     assert scores["grey"]["lpips"] > 0 and scores["grey"]["frechet"] > 0
     assert perceptual_scores(outputs, images) == {"perfect": {}, "grey": {}}
+
+
+def test_seed_noise_is_read_from_the_chapter_that_recorded_it():
+    spread = {"seeds": [0, 1], "values": [15.0, 15.4], "mean": 15.2, "std": 0.28, "min": 15.0, "max": 15.4,
+              "metric": "psnr_hole", "steps": 400, "batch_size": 8}
+    runs = [ChapterRun("00_data_and_masks", None, {}, {}), ChapterRun("01_unet_baseline", Path("r"), {"seed_spread": spread}, {})]
+    assert seed_noise(runs) == spread | {"chapter": "01_unet_baseline"}
+    assert seed_noise(runs[:1]) is None
+
+
+def test_within_noise_of_best_keeps_the_models_two_std_below_the_best():
+    values = {"a": 17.0, "b": 16.5, "c": 16.39, "d": float("nan"), "e": 15.0}
+    assert within_noise_of_best(values, std=0.3) == ["a", "b"]
+    assert within_noise_of_best(values, std=0.3, k=3.0) == ["a", "b", "c"]
+    assert within_noise_of_best({"x": float("nan")}, std=1.0) == []
