@@ -412,16 +412,17 @@ def perceptual_scores(outputs: dict[str, torch.Tensor], images: torch.Tensor, lp
                       batch_size: int = 32) -> dict[str, dict[str, float]]:
     """``{label: {"lpips": mean LPIPS to the ground truth, "frechet": Fréchet distance to the ground
     truth's features}}`` for the metrics whose network is given (``inpaintlib.lpips``, ``inpaintlib.fid``)."""
-    from inpaintlib.fid import frechet_feature_distance
+    from inpaintlib.fid import frechet_distance, image_statistics
 
+    lpips = lpips.to(device) if lpips is not None else None
+    reference = image_statistics(extractor, images, batch_size, device) if extractor is not None else None
     scores: dict[str, dict[str, float]] = {}
     for label, output in outputs.items():
         scores[label] = {}
         if lpips is not None:
-            lpips = lpips.to(device)
             distances = [lpips(output[i:i + batch_size].to(device), images[i:i + batch_size].to(device)).cpu()
                          for i in range(0, len(images), batch_size)]
             scores[label]["lpips"] = float(torch.cat(distances).mean())
-        if extractor is not None:
-            scores[label]["frechet"] = frechet_feature_distance(extractor, images, output, batch_size, device)
+        if reference is not None:
+            scores[label]["frechet"] = frechet_distance(*reference, *image_statistics(extractor, output, batch_size, device))
     return scores

@@ -102,6 +102,7 @@ def hed_weights_installed() -> bool:
         return False
     return True
 
+
 def _trunk_conv_names() -> list[str]:
     """Keras layer names of the 13 trunk convs: block1_conv1 ... block5_conv3."""
     return [

@@ -82,12 +82,11 @@ def extract_features(extractor: Extractor, images: torch.Tensor, batch_size: int
     return torch.cat(chunks)
 
 
-def frechet_feature_distance(extractor: Extractor, real: torch.Tensor, generated: torch.Tensor,
-                             batch_size: int = 50, device: torch.device | str = "cpu") -> float:
-    """Fréchet distance between the extractor's features of ``real`` and ``generated`` images."""
-    real_stats = feature_statistics(extract_features(extractor, real, batch_size, device))
-    generated_stats = feature_statistics(extract_features(extractor, generated, batch_size, device))
-    return frechet_distance(*real_stats, *generated_stats)
+def image_statistics(extractor: Extractor, images: torch.Tensor, batch_size: int = 50,
+                     device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the extractor's features of ``images`` (N, 3, H, W): one side of
+    :func:`frechet_distance`, so a reference set is extracted once for many compared sets."""
+    return feature_statistics(extract_features(extractor, images, batch_size, device))
 
 
 def extractor_from_environment(device: torch.device | str = "cpu") -> tuple[Extractor, str] | None:

@@ -199,8 +199,9 @@ def run_key(path: Path, preset: str, parameters: dict[str, Any], runs_seen: str 
     nb = _read_notebook(path)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     inputs = {"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest(path.stem, code)}
-    if library_environment():  # weight files named by INPAINTLIB_* variables change what a notebook computes
-        inputs["environment"] = library_environment()
+    environment = library_environment()
+    if environment:  # weight files named by INPAINTLIB_* variables change what a notebook computes
+        inputs["environment"] = environment
     if runs_seen is not None:
         inputs["runs"] = runs_seen
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:10]

@@ -4,14 +4,14 @@ A full `gpu` chapter trains for up to an hour; this check runs each chapter's `g
 (widths, image size, batch, mixed precision, attention chunking) for the few steps of `smoke`, so a
 broken `gpu` preset shows in minutes instead of after an hour on a lent GPU::
 
-    python scripts/check_gpu_preset.py                     # CPU: shapes, dtypes and bf16 autocast paths
+    python scripts/check_gpu_preset.py                     # CPU: the gpu models' shapes, in float32
     python scripts/check_gpu_preset.py --device cuda       # on the GPU machine, before the real runs
     python scripts/check_gpu_preset.py --only 01_unet_baseline 04_sge_net
 
 Only the knobs of ``BUDGET_KNOBS`` take their `smoke` values; everything else is the `gpu` preset's,
 except that on a CPU mixed precision is off unless ``--amp`` is given: bf16 autocast on a CPU without
 bf16 units is emulated (one step of the `gpu` U-Net, batch 8 at 128 px, took 81 s with it and 2.1 s
-without on the 2-core build machine), and `--amp` keeps it.
+without on the 2-core build machine).
 Run folders go to a temporary directory (or ``--runs-dir``); the table printed at the end gives each
 chapter's wall time and the overrides it ran with. Exit status 1 if any chapter failed.
 """
@@ -46,10 +46,12 @@ BUDGET_KNOBS = (
 )
 
 
-def budget_overrides(path: Path) -> dict:
-    """The `smoke` values of the budget knobs the notebook at ``path`` declares."""
-    smoke = preset_values(path.stem, "smoke")
-    return {name: smoke[name] for name in BUDGET_KNOBS if name in _parameter_names(path)}
+def budget_overrides(path: Path, amp: bool) -> dict:
+    """The `smoke` values of the budget knobs the notebook at ``path`` declares, and ``amp: False``
+    when ``amp`` is off and the notebook has that knob."""
+    smoke, declared = preset_values(path.stem, "smoke"), _parameter_names(path)
+    overrides = {name: smoke[name] for name in BUDGET_KNOBS if name in declared}
+    return overrides | ({"amp": False} if not amp and "amp" in declared else {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,15 +69,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown notebooks: {', '.join(sorted(unknown))}; known: {', '.join(p.stem for p in notebooks)}")
         notebooks = [p for p in notebooks if p.stem in args.only]
 
-    amp_off = not args.amp and resolve_device(args.device).type == "cpu"
+    amp = args.amp or resolve_device(args.device).type != "cpu"
     with tempfile.TemporaryDirectory(prefix="gpu-preset-check-") as tmp:
         runs_dir = args.runs_dir or Path(tmp)
         failures = 0
         print(f"{'notebook':28s} {'result':6s} {'wall s':>7s}  overrides", flush=True)
         for path in notebooks:
-            overrides = budget_overrides(path) | {"device": args.device}
-            if amp_off and "amp" in _parameter_names(path):
-                overrides["amp"] = False
+            overrides = budget_overrides(path, amp) | {"device": args.device}
             started = time.perf_counter()
             try:
                 run(path, "gpu", overrides, runs_dir=runs_dir, force=True, progress=False)

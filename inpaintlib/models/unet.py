@@ -79,6 +79,7 @@ def unet_layers(channels: Sequence[int], norm: str, in_channels: int) -> tuple[n
     )
     return down, up, to_image
 
+
 class UNetInpainter(nn.Module):
     """U-Net generator: ``cat(image * (1 - mask), mask)`` -> image, images in [0, 1].
 
