@@ -8,6 +8,10 @@ with the step and the term named.
 Exact resume works because batches are a pure function of the step (``batches(step)``), and the
 checkpoint holds the weights, the optimiser states and the torch random state.
 
+A ``recipe`` (``inpaintlib.recipe``) sets how the method is optimised: Adam betas for every
+optimiser, a learning-rate schedule over the run, and an exponential moving average (EMA) of the
+weights, which is what periodic evaluation scores and what the method holds after ``fit``.
+
 Scale options, all off by default: ``amp`` (bf16 autocast, or fp16 with a gradient scaler),
 ``channels_last`` memory format, ``compile`` (``torch.compile`` of each sub-network in place), and
 ``distributed`` data parallelism across the ranks of a process group (see ``inpaintlib.distributed``
@@ -33,6 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from inpaintlib import distributed as dist_utils
+from inpaintlib.recipe import Recipe
 
 Batch = dict[str, torch.Tensor]
 CHECKPOINT_NAME = "latest.safetensors"
@@ -164,6 +169,11 @@ class Trainer:
     only the generator of such methods.
     ``distributed``: data parallel over an initialised process group (``inpaintlib.distributed``):
     each rank trains on its slice of ``batches(step)``, gradients are averaged, rank 0 writes and evaluates.
+    ``recipe``: betas, learning-rate schedule and EMA (``inpaintlib.recipe``); ``None`` keeps each
+    optimiser as the method built it, at a constant learning rate. With an EMA, evaluations score the
+    averaged weights, checkpoints hold both, and after ``fit`` the method holds the averaged weights
+    (calling ``fit`` again with more steps continues from the raw ones).
+    ``images_seen`` counts the training images of every step (the budget the book compares at).
     """
 
     method: Method
@@ -183,6 +193,7 @@ class Trainer:
     channels_last: bool = False
     compile: bool | tuple[str, ...] = False
     distributed: bool = False
+    recipe: Recipe | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -214,8 +225,19 @@ class Trainer:
                         f"compile names {name!r}, which is not a sub-network of {type(self.method).__name__}"
                     )
                 sub_network.compile()
+        if self.recipe is not None:
+            for opt in self.optimizers.values():
+                for group in opt.param_groups:
+                    group.setdefault("initial_lr", group["lr"])
+                    if self.recipe.betas is not None:
+                        group["betas"] = tuple(self.recipe.betas)
+        self.ema = None
+        if self.recipe is not None and self.recipe.ema_decay > 0:
+            self.ema = {k: v.detach().clone() for k, v in self.method.state_dict().items() if v.is_floating_point()}
+        self._raw_weights: dict[str, torch.Tensor] | None = None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == "float16")
         self.step = 0
+        self.images_seen = 0
         self.train_seconds = 0.0
         self._terms: dict[str, float] = {}
         self._last_eval_step = -1
@@ -264,7 +286,10 @@ class Trainer:
         if self.rank == 0:
             self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
             tensors = {f"model.{k}": v for k, v in self.method.state_dict().items()}
-            meta: dict = {"step": self.step, "train_seconds": self.train_seconds, "history": self.history, "optim": {}}
+            if self.ema is not None:
+                tensors.update({f"ema.{k}": v for k, v in self.ema.items()})
+            meta: dict = {"step": self.step, "images_seen": self.images_seen, "train_seconds": self.train_seconds,
+                          "history": self.history, "optim": {}}
             for name, opt in self.optimizers.items():
                 opt_tensors, opt_meta = _optimizer_tensors(name, opt)
                 tensors.update(opt_tensors)
@@ -296,6 +321,11 @@ class Trainer:
                 opt.load_state_dict(_optimizer_state(name, tensors, meta["optim"][name]))
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(f"checkpoint {path} does not match this method ({str(err).splitlines()[0]})") from err
+        if self.ema is not None:
+            ema = {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
+            if set(ema) != set(self.ema):
+                raise CheckpointError(f"checkpoint {path} holds no EMA weights for this method (written with another recipe?)")
+            self.ema = {k: ema[k].to(self.ema[k].device, self.ema[k].dtype) for k in self.ema}
         suffix = f".rank{self.rank}" if f"rng.torch.rank{self.rank}" in tensors else ""
         torch.set_rng_state(tensors[f"rng.torch{suffix}"])
         if f"rng.cuda{suffix}" in tensors and self.device.type == "cuda":
@@ -303,6 +333,7 @@ class Trainer:
         if "grad_scaler" in meta and self.scaler.is_enabled():
             self.scaler.load_state_dict(meta["grad_scaler"])
         self.step, self.train_seconds, self.history = meta["step"], meta["train_seconds"], meta["history"]
+        self.images_seen = meta.get("images_seen", 0)
         self._last_eval_step = max((row["step"] for row in self.history if "eval" in row), default=-1)
 
     def _evaluate(self) -> None:
@@ -311,15 +342,41 @@ class Trainer:
             return
         self._last_eval_step = self.step
         if self.rank == 0:
+            raw = self._load_ema()
             self.method.eval()
-            self.history.append({"step": self.step, "eval": self.eval_fn(self.step)})
+            self.history.append({"step": self.step, "images_seen": self.images_seen, "eval": self.eval_fn(self.step)})
             self.method.train()
+            if raw is not None:
+                self.method.load_state_dict(raw, strict=False)
         if self.distributed:
             dist_utils.barrier()
+
+    def _load_ema(self) -> dict[str, torch.Tensor] | None:
+        """Put the EMA weights into the method; returns the raw ones they replaced (None without an EMA)."""
+        if self.ema is None:
+            return None
+        raw = {k: v.detach().clone() for k, v in self.method.state_dict().items() if k in self.ema}
+        self.method.load_state_dict(self.ema, strict=False)
+        return raw
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``ema <- d * ema + (1 - d) * weights`` with the recipe's ``d`` for the step just taken."""
+        state = self.method.state_dict()
+        keys = list(self.ema)
+        torch._foreach_lerp_([self.ema[k] for k in keys], [state[k].detach() for k in keys], 1.0 - self.recipe.ema_factor(self.step))
+
+    def _set_learning_rates(self) -> None:
+        """Every parameter group at its base rate times the recipe's factor for this step."""
+        factor = self.recipe.lr_factor(self.step, self.steps)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
 
     def _batch(self) -> Batch:
         """This step's batch (this rank's slice when distributed) on the device, in the memory format."""
         batch = self.batches(self.step)
+        self._global_batch = len(next(iter(batch.values())))  # images this step across all ranks
         if self.distributed:
             batch = dist_utils.shard_batch(batch, self.rank, self.world_size)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -329,6 +386,9 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         """Run (or resume) training; returns the history of logged losses and evaluations."""
+        if self._raw_weights is not None:  # a second fit continues from the raw weights, not the average
+            self.method.load_state_dict(self._raw_weights, strict=False)
+            self._raw_weights = None
         if self.resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
         self.method.train()
@@ -337,12 +397,17 @@ class Trainer:
         while self.step < self.steps:
             batch = self._batch()
             tic = time.perf_counter()
+            if self.recipe is not None:
+                self._set_learning_rates()
             with torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp_dtype], enabled=self.amp):
                 self.method.training_step(batch, self._update)
             self.scaler.update()
             if self.distributed:
                 dist_utils.broadcast_module(self.method, buffers_only=True)  # DDP's broadcast_buffers
+            if self.ema is not None:
+                self._update_ema()
             self.train_seconds += time.perf_counter() - tic
+            self.images_seen += self._global_batch
             self.step += 1
             bar.update(1)
             if self.step % self.log_every == 0 or self.step == self.steps:
@@ -358,6 +423,7 @@ class Trainer:
         if self._last_eval_step != self.step:
             self._evaluate()
         self.save_checkpoint()
+        self._raw_weights = self._load_ema()
         self.method.eval()
         return self.history
 
