@@ -156,20 +156,36 @@ class EvalMasks:
         return EvalMasks(self.masks[keep], self.bucket[keep], tuple(self.kind[i] for i in keep.tolist()))
 
 
+EVAL_MASK_KINDS: tuple[str, ...] = ("free_form", "rectangle")
+
+
+def _draw_eval_mask(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
+    """One candidate of ``kind``: strokes (1-30 of them, so every hole ratio up to 60 % occurs) or a box."""
+    if kind == "rectangle":
+        return rectangle_mask(rng, size, 0.1, 0.8)
+    return free_form_mask(rng, size, max_strokes=int(rng.integers(1, 31)))
+
+
 def make_eval_masks(per_bucket: int, seed: int = 2024, size: int = EVAL_MASK_SIZE) -> EvalMasks:
-    """Draw masks (3 of 4 free-form, 1 of 4 rectangles) until every bucket holds ``per_bucket``."""
+    """Draw masks until every hole-ratio bucket holds ``per_bucket``, half free-form and half boxes.
+
+    Within a bucket the kinds alternate (free-form, box, free-form, ...), so the first ``k`` masks of
+    every bucket (``EvalMasks.take``) keep the same mix: hole size is never confounded with hole shape.
+    """
     rng = np.random.default_rng(seed)
-    found: list[list[tuple[np.ndarray, str]]] = [[] for _ in BUCKET_NAMES]
-    while min(len(f) for f in found) < per_bucket:
-        kind = "rectangle" if rng.uniform() < 0.25 else "free_form"
-        if kind == "rectangle":
-            mask = rectangle_mask(rng, size, 0.1, 0.8)
-        else:
-            mask = free_form_mask(rng, size, max_strokes=int(rng.integers(1, 9)))
-        b = int(bucket_of(float(mask.mean())))
-        if b >= 0 and len(found[b]) < per_bucket:
-            found[b].append((mask, kind))
-    flat = [item for bucket in found for item in bucket]
+    quota = {kind: [(per_bucket + (kind == "free_form")) // 2] * len(BUCKET_NAMES) for kind in EVAL_MASK_KINDS}
+    found = {kind: [[] for _ in BUCKET_NAMES] for kind in EVAL_MASK_KINDS}
+    for kind in EVAL_MASK_KINDS:
+        while any(len(f) < q for f, q in zip(found[kind], quota[kind])):
+            mask = _draw_eval_mask(rng, kind, size)
+            b = int(bucket_of(float(mask.mean())))
+            if b >= 0 and len(found[kind][b]) < quota[kind][b]:
+                found[kind][b].append(mask)
+    flat: list[tuple[np.ndarray, str]] = []
+    for b in range(len(BUCKET_NAMES)):
+        for i in range(per_bucket):
+            kind = EVAL_MASK_KINDS[i % 2]
+            flat.append((found[kind][b][i // 2], kind))
     masks = torch.from_numpy(np.stack([m for m, _ in flat]))[:, None]
     bucket = torch.arange(len(BUCKET_NAMES)).repeat_interleave(per_bucket)
     return EvalMasks(masks, bucket, tuple(k for _, k in flat))

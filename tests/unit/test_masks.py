@@ -93,3 +93,12 @@ def test_missing_eval_file_has_a_clear_error(tmp_path):
 def test_check_mask_rejects_bad_masks(mask, message):
     with pytest.raises(ValueError, match=message):
         check_mask(mask, torch.zeros(2, 3, 64, 64))
+
+
+@pytest.mark.parametrize("per_bucket", [2, 20, 50, 100])
+def test_every_bucket_mixes_free_form_and_boxes_equally(per_bucket):
+    """Hole size is not confounded with hole shape: each bucket's first k masks are half strokes, half boxes."""
+    masks = load_eval_masks().take(per_bucket)
+    for b in range(6):
+        kinds = [k for k, bucket in zip(masks.kind, masks.bucket.tolist()) if bucket == b]
+        assert abs(kinds.count("free_form") - kinds.count("rectangle")) <= 1, (b, kinds)
