@@ -1,0 +1,309 @@
+"""Paired-seed experiments: several models ("arms"), each trained with several seeds at one budget.
+
+An ``Experiment`` is data: which arms (a builder and its keyword arguments), which seeds, how many
+steps of which batch size, on which training data, scored on which benchmark, under which recipe.
+``run_experiment`` trains every (arm, seed) pair and scores it per image, so that any two arms can
+be compared image by image and seed by seed (``inpaintlib.stats``).
+
+What makes two arms comparable within a seed:
+
+- the same batches: training scenes, masks and their order are a function of the seed only;
+- the same starting weights wherever the arms share a part: an arm with ``share_init_with`` is built
+  with the same seed as the arm it names, then takes that arm's initial tensor for every parameter
+  or buffer whose name and shape it also has;
+- the same number of images seen and the same recipe (``inpaintlib.recipe``).
+
+Jobs run as independent processes with one torch thread each (``workers`` at a time): on a small CPU
+that is faster than one process with several threads, and a job's result does not depend on how
+many cores the machine has or on which worker ran it (bit for bit on one machine).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from inpaintlib.data.batches import InpaintingBatches
+from inpaintlib.evaluate import Benchmark, evaluate, seed_spread
+from inpaintlib.masks import BUCKET_NAMES
+from inpaintlib.recipe import get_recipe
+from inpaintlib.stats import paired_differences, paired_interval, verdict
+from inpaintlib.train import (
+    Method, Trainer, count_parameters, load_weights, resolve_device, save_weights, seed_everything,
+)
+
+# Metrics where a larger value is better; the rest (l1, l1_hole) are better when smaller.
+HIGHER_IS_BETTER = {"psnr", "psnr_hole", "ssim", "ssim_hole", "miou", "miou_hole"}
+
+
+def import_object(path: str) -> Any:
+    """``"package.module:Name"`` -> the object (a class or function that builds a ``Method``)."""
+    module, _, name = path.partition(":")
+    if not module or not name:
+        raise ValueError(f"builder {path!r} must look like 'package.module:Name'")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import builder {path!r}: {err}") from err
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model of an experiment: ``build(**kwargs)`` returns its ``Method``."""
+
+    name: str
+    build: str
+    kwargs: dict = field(default_factory=dict)
+    share_init_with: str | None = None   # same-seed initial weights of this arm wherever names and shapes match
+    channels_last: bool = False          # NHWC memory order (faster convolutions for some models on CPU)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Arms x seeds at one budget (``steps`` x ``batch_size`` images), one recipe and one benchmark."""
+
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    batch_size: int
+    image_size: int
+    train_images: int
+    eval_per_bucket: int
+    checkpoint_root: str
+    recipe: str = "book"
+    boundary_fraction: float = 0.0      # share of each batch with the scene's own boundary-crossing hole
+    benchmark_masks: str = "fixed"      # "fixed" (committed bucketed masks) or "boundary"
+    curve_points: int = 4               # evaluations during training (learning curves)
+    curve_per_bucket: int = 10          # benchmark size of those evaluations, per bucket
+    threads: int = 1                    # torch threads of each job
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm names must be unique, got {names}")
+        for arm in self.arms:
+            if arm.share_init_with is not None and arm.share_init_with not in names:
+                raise ValueError(f"arm {arm.name!r} shares initial weights with unknown arm {arm.share_init_with!r}")
+        if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
+            raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+        get_recipe(self.recipe)
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"no arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
+
+    def batches(self, seed: int) -> InpaintingBatches:
+        """Training batches of ``seed``: the same for every arm."""
+        return InpaintingBatches.scenes(self.image_size, self.train_images, self.batch_size, seed=seed,
+                                        boundary_fraction=self.boundary_fraction)
+
+    def benchmark(self, per_bucket: int | None = None) -> Benchmark:
+        return Benchmark.scenes(self.image_size, per_bucket or self.eval_per_bucket, masks=self.benchmark_masks)
+
+    def run_dir(self, arm: str, seed: int) -> Path:
+        return Path(self.checkpoint_root) / arm / f"seed{seed}"
+
+
+@dataclass
+class ArmRun:
+    """One trained (arm, seed): per-image scores on the benchmark, its budget and learning curve."""
+
+    arm: str
+    seed: int
+    per_image: dict[str, list[float]]
+    summary: dict
+    budget: dict                      # images_seen, train_seconds, steps, batch_size
+    curve: list[dict]                 # [{"images_seen", metric: value, ...}] from the periodic evaluations
+    params: int
+    shared_init: float                # fraction of the initial tensors taken from ``share_init_with``
+    weights: str                      # the evaluated (EMA) generator weights
+
+
+def _build(arm: Arm) -> Method:
+    method = import_object(arm.build)(**arm.kwargs)
+    if not isinstance(method, Method):
+        raise TypeError(f"builder {arm.build} returned {type(method).__name__}, not an inpaintlib Method")
+    return method
+
+
+def build_arm(experiment: Experiment, name: str, seed: int) -> tuple[Method, float]:
+    """The arm's method with its seed's initial weights, and the fraction of tensors shared with its partner."""
+    arm = experiment.arm(name)
+    seed_everything(seed)
+    method = _build(arm)
+    if arm.share_init_with is None:
+        return method, 0.0
+    seed_everything(seed)
+    partner = _build(experiment.arm(arm.share_init_with)).state_dict()
+    own = method.state_dict()
+    shared = {k: v for k, v in partner.items() if k in own and own[k].shape == v.shape}
+    method.load_state_dict(shared, strict=False)
+    return method, len(shared) / max(len(own), 1)
+
+
+def _inference_network(method: Method) -> torch.nn.Module:
+    return getattr(method, "generator", method)
+
+
+def train_arm(experiment: Experiment, name: str, seed: int, progress: bool = False) -> ArmRun:
+    """Train one arm with one seed (resuming its checkpoint if there is one) and score it per image."""
+    device = resolve_device(experiment.device)
+    arm = experiment.arm(name)
+    method, shared = build_arm(experiment, name, seed)
+    bench, curve_bench = experiment.benchmark(), experiment.benchmark(experiment.curve_per_bucket)
+
+    def curve_eval(step: int) -> dict:
+        return evaluate(method.inpaint, curve_bench, device=device, progress=False).summary()["overall"]
+
+    folder = experiment.run_dir(name, seed)
+    trainer = Trainer(method, experiment.batches(seed), experiment.steps, checkpoint_dir=folder,
+                      checkpoint_every=max(1, experiment.steps // 4), eval_fn=curve_eval,
+                      eval_every=max(1, math.ceil(experiment.steps / experiment.curve_points)), device=device,
+                      progress=progress, recipe=get_recipe(experiment.recipe), channels_last=arm.channels_last)
+    trainer.fit()
+    network = _inference_network(method)
+    weights = folder.with_suffix(".safetensors")
+    save_weights(network, weights)
+    result = evaluate(method.inpaint, bench, device=device, progress=False, desc=name)
+    curve = [{"images_seen": row["images_seen"], "step": row["step"]} | row["eval"] for row in trainer.history if "eval" in row]
+    return ArmRun(
+        arm=name, seed=seed, per_image={k: v.double().tolist() for k, v in result.per_image.items()},
+        summary=result.summary(),
+        budget={"images_seen": trainer.images_seen, "train_seconds": trainer.train_seconds, "steps": trainer.step,
+                "batch_size": experiment.batch_size},
+        curve=curve, params=count_parameters(network), shared_init=shared, weights=str(weights),
+    )
+
+
+def _job(experiment: Experiment, name: str, seed: int) -> ArmRun:
+    """A worker's job: one torch thread count for every job, whichever process runs it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(experiment.threads)
+    try:
+        return train_arm(experiment, name, seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def default_workers() -> int:
+    """One worker per CPU core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_experiment(experiment: Experiment, workers: int | None = None, progress: bool = True) -> "ExperimentResult":
+    """Train and score every (arm, seed); ``workers`` processes at a time (1: in this process).
+
+    Results do not depend on ``workers``: each job runs with ``experiment.threads`` torch threads.
+    A CUDA experiment runs its jobs one after another in this process.
+    """
+    jobs = [(arm.name, seed) for seed in experiment.seeds for arm in experiment.arms]
+    workers = 1 if resolve_device(experiment.device).type == "cuda" else min(workers or default_workers(), len(jobs))
+    runs: dict[tuple[str, int], ArmRun] = {}
+    bar = tqdm(total=len(jobs), desc="arms x seeds", disable=not progress)
+    if workers == 1:
+        for name, seed in jobs:
+            runs[name, seed] = _job(experiment, name, seed)
+            bar.update(1)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_job, experiment, name, seed): (name, seed) for name, seed in jobs}
+            for future in as_completed(futures):
+                runs[futures[future]] = future.result()
+                bar.update(1)
+    bar.close()
+    return ExperimentResult(experiment, runs)
+
+
+def _mean_summary(summaries: list[dict]) -> dict:
+    """The mean over seeds of ``EvalResult.summary()`` dicts (overall and per bucket)."""
+    overall = {k: float(np.mean([s["overall"][k] for s in summaries])) for k in summaries[0]["overall"]}
+    buckets = {}
+    for b in BUCKET_NAMES:
+        present = [s["buckets"][b] for s in summaries if b in s["buckets"]]
+        if present:
+            buckets[b] = {k: float(np.mean([p[k] for p in present])) for k in present[0]}
+    return {"overall": overall, "buckets": buckets, "n": summaries[0]["n"],
+            "images_per_s": float(np.mean([s["images_per_s"] for s in summaries]))}
+
+
+@dataclass
+class ExperimentResult:
+    """Every (arm, seed) run of an experiment, with the summaries a chapter reports."""
+
+    experiment: Experiment
+    runs: dict[tuple[str, int], ArmRun]
+
+    def scores(self, arm: str, metric: str = "psnr_hole") -> np.ndarray:
+        """``(n_seeds, n_images)`` per-image ``metric`` of ``arm``, seeds in the experiment's order."""
+        return np.array([self.runs[arm, s].per_image[metric] for s in self.experiment.seeds])
+
+    def model_summary(self, arm: str) -> dict:
+        """What a chapter's ``metrics.json`` keeps per model: the seed-mean ``summary`` plus its seed spread,
+        budget and parameter count (the layout of ``EvalResult.summary()`` with extra keys)."""
+        runs = [self.runs[arm, s] for s in self.experiment.seeds]
+        summary = _mean_summary([r.summary for r in runs])
+        values = {r.seed: r.summary["overall"]["psnr_hole"] for r in runs}
+        spread = seed_spread(values) if len(values) > 1 else {"seeds": list(values), "values": list(values.values())}
+        return summary | {
+            "seed_spread": {"metric": "psnr_hole"} | spread,
+            "budget": {"images_seen": runs[0].budget["images_seen"], "steps": runs[0].budget["steps"],
+                       "batch_size": runs[0].budget["batch_size"],
+                       "train_seconds": float(np.mean([r.budget["train_seconds"] for r in runs]))},
+            "params": runs[0].params, "steps": runs[0].budget["steps"],
+            "train_seconds": float(np.mean([r.budget["train_seconds"] for r in runs])),
+            "recipe": self.experiment.recipe,
+        }
+
+    def ablation(self, component: str, with_arm: str, without_arm: str, metric: str = "psnr_hole") -> dict:
+        """The paired comparison of two arms, in the schema of every chapter's ``metrics.json``."""
+        d = paired_differences(self.scores(with_arm, metric), self.scores(without_arm, metric))
+        interval = paired_interval(d)
+        return {
+            "component": component, "metric": metric, "with": with_arm, "without": without_arm,
+            "seeds": list(self.experiment.seeds), "delta_mean": interval["delta_mean"], "ci95": interval["ci95"],
+            "half_width": interval["half_width"], "per_seed": interval["per_seed"], "seed_std": interval["seed_std"],
+            "images": interval["images"],
+            "images_seen": self.runs[with_arm, self.experiment.seeds[0]].budget["images_seen"],
+            "verdict": verdict(interval["ci95"], higher_is_better=metric in HIGHER_IS_BETTER),
+        }
+
+    def curves(self, metric: str = "psnr_hole") -> dict[str, list[dict]]:
+        """``{arm: [{"images_seen", "mean", "std"}, ...]}`` over seeds, from the periodic evaluations."""
+        out = {}
+        for arm in self.experiment.arms:
+            per_seed = [self.runs[arm.name, s].curve for s in self.experiment.seeds]
+            points = []
+            for rows in zip(*per_seed):
+                values = np.array([row[metric] for row in rows])
+                points.append({"images_seen": rows[0]["images_seen"], "mean": float(values.mean()),
+                               "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0})
+            out[arm.name] = points
+        return out
+
+    def to_json(self) -> dict:
+        """Everything but the per-image scores (those stay in memory), for ``metrics.json``."""
+        return {"experiment": asdict(self.experiment),
+                "runs": [{k: v for k, v in asdict(r).items() if k != "per_image"} for r in self.runs.values()]}
+
+
+def load_arm(experiment: Experiment, name: str, seed: int) -> Method:
+    """A trained arm rebuilt from its evaluated (EMA) weights, in eval mode: to draw examples or probe it."""
+    method, _ = build_arm(experiment, name, seed)
+    load_weights(_inference_network(method), experiment.run_dir(name, seed).with_suffix(".safetensors"))
+    return method.eval()

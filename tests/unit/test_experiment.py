@@ -1,0 +1,74 @@
+"""Tests of inpaintlib.experiment: paired arms x seeds, equal budgets, shared initial weights, workers."""
+
+import numpy as np
+import pytest
+import torch
+
+from inpaintlib.experiment import Arm, Experiment, build_arm, import_object, load_arm, run_experiment
+from inpaintlib.models.unet import UNetMethod
+
+UNET = "inpaintlib.models.unet:UNetMethod"
+
+
+def _experiment(tmp_path, **changes) -> Experiment:
+    arms = (Arm("wide", UNET, {"channels": [8, 16, 32]}),
+            Arm("narrow", UNET, {"channels": [8, 16]}, share_init_with="wide"))
+    settings = dict(arms=arms, seeds=(0, 1), steps=3, batch_size=2, image_size=32, train_images=8,
+                    eval_per_bucket=1, checkpoint_root=str(tmp_path), curve_points=3, curve_per_bucket=1)
+    return Experiment(**(settings | changes))
+
+
+def test_shared_parts_start_equal(tmp_path):
+    exp = _experiment(tmp_path)
+    wide, _ = build_arm(exp, "wide", 0)
+    narrow, shared = build_arm(exp, "narrow", 0)
+    other_seed, _ = build_arm(exp, "wide", 1)
+    w, n = wide.state_dict(), narrow.state_dict()
+    common = [k for k in n if k in w and w[k].shape == n[k].shape]
+    assert common and 0 < shared < 1 and shared == pytest.approx(len(common) / len(n))
+    assert all(torch.equal(w[k], n[k]) for k in common)
+    assert not torch.equal(w[common[0]], other_seed.state_dict()[common[0]])
+
+
+def test_runs_are_paired_equal_budget_and_independent_of_workers(tmp_path):
+    one = run_experiment(_experiment(tmp_path / "a"), workers=1, progress=False)
+    two = run_experiment(_experiment(tmp_path / "b"), workers=2, progress=False)
+    for key, run in one.runs.items():
+        assert run.per_image == two.runs[key].per_image, key
+        assert run.budget["images_seen"] == 3 * 2
+    assert one.scores("wide").shape == (2, 6)
+    assert len(one.runs["wide", 0].curve) == 3 and one.runs["wide", 0].curve[-1]["images_seen"] == 6
+    assert not np.array_equal(one.scores("wide")[0], one.scores("wide")[1])   # seeds differ
+
+
+def test_ablation_summary_and_rebuild(tmp_path):
+    exp = _experiment(tmp_path)
+    result = run_experiment(exp, workers=1, progress=False)
+    ablation = result.ablation("depth", "wide", "narrow")
+    d = result.scores("wide") - result.scores("narrow")
+    assert ablation["delta_mean"] == pytest.approx(d.mean())
+    assert ablation["ci95"][0] < ablation["delta_mean"] < ablation["ci95"][1]
+    assert ablation["verdict"] in {"helps", "hurts", "no detectable effect"}
+    assert set(ablation) >= {"component", "metric", "seeds", "delta_mean", "ci95", "images", "verdict"}
+    summary = result.model_summary("wide")
+    assert summary["overall"]["psnr_hole"] == pytest.approx(result.scores("wide").mean())
+    assert summary["budget"]["images_seen"] == 6 and summary["seed_spread"]["seeds"] == [0, 1]
+    assert [p["images_seen"] for p in result.curves()["narrow"]] == [2, 4, 6]
+    method = load_arm(exp, "wide", 1)
+    bench = exp.benchmark()
+    from inpaintlib.evaluate import evaluate
+
+    again = evaluate(method.inpaint, bench, progress=False).per_image["psnr_hole"].double().tolist()
+    assert again == pytest.approx(result.runs["wide", 1].per_image["psnr_hole"], abs=1e-6)
+
+
+def test_bad_experiments_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="unique"):
+        _experiment(tmp_path, arms=(Arm("a", UNET), Arm("a", UNET)))
+    with pytest.raises(ValueError, match="unknown arm"):
+        _experiment(tmp_path, arms=(Arm("a", UNET, share_init_with="b"),))
+    with pytest.raises(ValueError, match="unknown recipe"):
+        _experiment(tmp_path, recipe="fast")
+    with pytest.raises(ValueError, match="cannot import"):
+        import_object("inpaintlib.models.unet:Nope")
+    assert import_object(UNET) is UNetMethod
