@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from inpaintlib.data.batches import InpaintingBatches
 from inpaintlib.evaluate import Benchmark, evaluate, seed_spread
 from inpaintlib.masks import BUCKET_NAMES
-from inpaintlib.recipe import get_recipe
+from inpaintlib.recipe import Recipe, get_recipe
 from inpaintlib.stats import paired_differences, paired_interval, verdict
 from inpaintlib.train import (
     Method, Trainer, count_parameters, load_weights, resolve_device, save_weights, seed_everything,
@@ -44,6 +44,10 @@ from inpaintlib.train import (
 
 # Metrics where a larger value is better; the rest (l1, l1_hole) are better when smaller.
 HIGHER_IS_BETTER = {"psnr", "psnr_hole", "ssim", "ssim_hole", "miou", "miou_hole"}
+
+
+class ExperimentError(RuntimeError):
+    """A job failed; the message names the arm and the seed."""
 
 
 def import_object(path: str) -> Any:
@@ -80,7 +84,7 @@ class Experiment:
     train_images: int
     eval_per_bucket: int
     checkpoint_root: str
-    recipe: str = "book"
+    recipe: str | Recipe = "book"       # a name in inpaintlib.recipe.RECIPES, or a Recipe
     boundary_fraction: float = 0.0      # share of each batch with the scene's own boundary-crossing hole
     benchmark_masks: str = "fixed"      # "fixed" (committed bucketed masks) or "boundary"
     curve_points: int = 4               # evaluations during training (learning curves)
@@ -217,14 +221,21 @@ def run_experiment(experiment: Experiment, workers: int | None = None, progress:
     bar = tqdm(total=len(jobs), desc="arms x seeds", disable=not progress)
     if workers == 1:
         for name, seed in jobs:
-            runs[name, seed] = _job(experiment, name, seed)
+            try:
+                runs[name, seed] = _job(experiment, name, seed)
+            except Exception as err:
+                raise ExperimentError(f"arm {name!r}, seed {seed}: {type(err).__name__}: {err}") from err
             bar.update(1)
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_job, experiment, name, seed): (name, seed) for name, seed in jobs}
             for future in as_completed(futures):
-                runs[futures[future]] = future.result()
+                name, seed = futures[future]
+                try:
+                    runs[name, seed] = future.result()
+                except Exception as err:
+                    raise ExperimentError(f"arm {name!r}, seed {seed}: {type(err).__name__}: {err}") from err
                 bar.update(1)
     bar.close()
     return ExperimentResult(experiment, runs)
@@ -267,7 +278,7 @@ class ExperimentResult:
                        "train_seconds": float(np.mean([r.budget["train_seconds"] for r in runs]))},
             "params": runs[0].params, "steps": runs[0].budget["steps"],
             "train_seconds": float(np.mean([r.budget["train_seconds"] for r in runs])),
-            "recipe": self.experiment.recipe,
+            "recipe": get_recipe(self.experiment.recipe).name,
         }
 
     def ablation(self, component: str, with_arm: str, without_arm: str, metric: str = "psnr_hole") -> dict:

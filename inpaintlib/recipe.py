@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Recipe:
-    """An optimisation recipe; ``None`` betas keep each method's own (its paper's)."""
+    """An optimisation recipe; ``None`` (learning rate, betas) keeps each method's own (its paper's)."""
 
     name: str
+    lr: float | None = None      # base learning rate of every optimiser; None keeps each method's own
     betas: tuple[float, float] | None = None
     warmup: float = 0.0          # fraction of the steps with a linear warm-up of the learning rate
     cosine_decay: bool = False   # decay the learning rate to zero over the run
@@ -69,8 +70,10 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def get_recipe(name: str) -> Recipe:
-    """The recipe called ``name`` (``"book"`` or ``"paper"``)."""
+def get_recipe(name: str | Recipe) -> Recipe:
+    """The recipe called ``name`` (``"book"`` or ``"paper"``); a ``Recipe`` is returned as it is."""
+    if isinstance(name, Recipe):
+        return name
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return RECIPES[name]

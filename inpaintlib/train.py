@@ -228,7 +228,7 @@ class Trainer:
         if self.recipe is not None:
             for opt in self.optimizers.values():
                 for group in opt.param_groups:
-                    group.setdefault("initial_lr", group["lr"])
+                    group.setdefault("initial_lr", group["lr"] if self.recipe.lr is None else self.recipe.lr)
                     if self.recipe.betas is not None:
                         group["betas"] = tuple(self.recipe.betas)
         self.ema = None

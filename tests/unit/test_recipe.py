@@ -125,3 +125,10 @@ def test_ema_changes_the_evaluated_weights_and_checkpoint_without_ema_is_refused
     assert not torch.equal(plain.generator.state_dict()[first], averaged.generator.state_dict()[first])
     with pytest.raises(CheckpointError, match="no EMA weights"):
         Trainer(_unet(), batches, 6, checkpoint_dir=tmp_path / "plain", recipe=get_recipe("book"), progress=False).fit()
+
+
+def test_recipe_learning_rate_replaces_the_methods(batches):
+    method = _Recorder()
+    Trainer(method, batches, 3, recipe=Recipe("lr", lr=0.25), progress=False).fit()
+    assert method.lrs == [0.25, 0.25, 0.25]
+    assert get_recipe(Recipe("x")) == Recipe("x")
