@@ -81,3 +81,51 @@ def plot_loss_curves(curves: dict[str, list[tuple[int, float]]], title: str = "t
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_learning_curves(curves: dict[str, list[dict]], baselines: dict[str, float] | None = None,
+                         ylabel: str = "in-hole PSNR (dB)", title: str | None = None):
+    """Mean ± one seed standard deviation against images seen, one line per model.
+
+    ``curves``: ``{model: [{"images_seen", "mean", "std"}, ...]}`` (``ExperimentResult.curves()``);
+    ``baselines``: horizontal lines for methods that do not train (e.g. ``{"Telea": 16.5}``).
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, (name, points) in enumerate(curves.items()):
+        seen = np.array([p["images_seen"] for p in points])
+        mean, std = np.array([p["mean"] for p in points]), np.array([p["std"] for p in points])
+        ax.plot(seen, mean, marker="o", color=f"C{i}", label=name)
+        ax.fill_between(seen, mean - std, mean + std, color=f"C{i}", alpha=0.15)
+    for j, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, color="0.3", linestyle=("--", ":", "-.")[j % 3], linewidth=1, label=name)
+    ax.set_xlabel("training images seen")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_intervals(rows: dict[str, dict], xlabel: str = "difference in in-hole PSNR (dB)", title: str | None = None):
+    """One horizontal bar per comparison: its mean paired difference, 95 % interval and seed means.
+
+    ``rows``: ``{label: {"delta_mean", "ci95": [lo, hi], "per_seed": [...], "verdict"}}`` (the
+    ``ablation`` entries of ``metrics.json``). The zero line is where "no effect" lies.
+    """
+    fig, ax = plt.subplots(figsize=(6, 0.55 * len(rows) + 1.1))
+    for y, (label, row) in enumerate(rows.items()):
+        lo, hi = row["ci95"]
+        colour = {"helps": "C2", "hurts": "C3"}.get(row.get("verdict"), "0.4")
+        ax.plot([lo, hi], [y, y], color=colour, linewidth=3, solid_capstyle="butt")
+        ax.plot(row["delta_mean"], y, "o", color=colour)
+        ax.plot(row.get("per_seed", []), [y] * len(row.get("per_seed", [])), "|", color="k", markersize=10)
+    ax.axvline(0, color="0.5", linewidth=1)
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
