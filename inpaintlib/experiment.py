@@ -37,7 +37,7 @@ from inpaintlib.data.batches import InpaintingBatches
 from inpaintlib.evaluate import Benchmark, evaluate, seed_spread
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.recipe import Recipe, get_recipe
-from inpaintlib.stats import paired_differences, paired_interval, verdict
+from inpaintlib.stats import paired_comparison
 from inpaintlib.train import (
     Method, Trainer, count_parameters, load_weights, resolve_device, save_weights, seed_everything,
 )
@@ -283,16 +283,11 @@ class ExperimentResult:
 
     def ablation(self, component: str, with_arm: str, without_arm: str, metric: str = "psnr_hole") -> dict:
         """The paired comparison of two arms, in the schema of every chapter's ``metrics.json``."""
-        d = paired_differences(self.scores(with_arm, metric), self.scores(without_arm, metric))
-        interval = paired_interval(d)
-        return {
-            "component": component, "metric": metric, "with": with_arm, "without": without_arm,
-            "seeds": list(self.experiment.seeds), "delta_mean": interval["delta_mean"], "ci95": interval["ci95"],
-            "half_width": interval["half_width"], "per_seed": interval["per_seed"], "seed_std": interval["seed_std"],
-            "images": interval["images"],
-            "images_seen": self.runs[with_arm, self.experiment.seeds[0]].budget["images_seen"],
-            "verdict": verdict(interval["ci95"], higher_is_better=metric in HIGHER_IS_BETTER),
-        }
+        comparison = paired_comparison(self.scores(with_arm, metric), self.scores(without_arm, metric),
+                                       higher_is_better=metric in HIGHER_IS_BETTER)
+        return {"component": component, "metric": metric, "with": with_arm, "without": without_arm,
+                "seeds": list(self.experiment.seeds),
+                "images_seen": self.runs[with_arm, self.experiment.seeds[0]].budget["images_seen"]} | comparison
 
     def curves(self, metric: str = "psnr_hole") -> dict[str, list[dict]]:
         """``{arm: [{"images_seen", "mean", "std"}, ...]}`` over seeds, from the periodic evaluations."""

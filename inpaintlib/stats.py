@@ -88,3 +88,15 @@ def verdict_sentence(component: str, result: dict, unit: str = "dB", metric: str
     if result["verdict"] == NO_EFFECT:
         return f"{component}: no effect on {metric} detectable at this budget ({interval})."
     return f"{component} {result['verdict']} {metric} ({interval})."
+
+
+def paired_comparison(a: Sequence, b: Sequence, higher_is_better: bool = True, confidence: float = 0.95) -> dict:
+    """``paired_interval`` of ``a - b`` with its ``"verdict"``.
+
+    ``a`` is ``(n_seeds, n_images)``; ``b`` the same shape, or ``(n_images,)`` for a method that does
+    not train (a classical baseline scores the same whatever the seed).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape) if np.ndim(b) == 1 else b
+    interval = paired_interval(paired_differences(a, b), confidence)
+    return interval | {"verdict": verdict(interval["ci95"], higher_is_better)}

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from inpaintlib.stats import HELPS, HURTS, NO_EFFECT, paired_differences, paired_interval, verdict, verdict_sentence
+from inpaintlib.stats import (
+    HELPS, HURTS, NO_EFFECT, paired_comparison, paired_differences, paired_interval, verdict, verdict_sentence,
+)
 
 
 def test_interval_by_hand():
@@ -66,3 +68,13 @@ def test_verdict_sentence_names_interval():
     sentence = verdict_sentence("Contextual attention", result)
     assert "no effect" in sentence and "[-0.05, +0.29]" in sentence and "3 seeds" in sentence
     assert "helps" in verdict_sentence("X", result | {"verdict": HELPS, "ci95": [0.05, 0.2]})
+
+
+def test_paired_comparison_against_a_fixed_baseline():
+    a = np.array([[3.0, 4.0, 5.0], [3.1, 4.1, 5.1], [3.2, 4.2, 5.2]])
+    baseline = np.array([1.0, 2.0, 3.0])
+    out = paired_comparison(a, baseline)
+    assert out["delta_mean"] == pytest.approx(2.1) and out["verdict"] == HELPS
+    assert out["ci95"] == pytest.approx([2.1 - 4.303 * 0.1 / 3**0.5, 2.1 + 4.303 * 0.1 / 3**0.5], abs=1e-3)
+    assert paired_comparison(a, np.tile(baseline, (3, 1)))["ci95"] == pytest.approx(out["ci95"])
+    assert paired_comparison(a, baseline, higher_is_better=False)["verdict"] == HURTS
