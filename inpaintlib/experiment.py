@@ -215,30 +215,41 @@ def run_experiment(experiment: Experiment, workers: int | None = None, progress:
     Results do not depend on ``workers``: each job runs with ``experiment.threads`` torch threads.
     A CUDA experiment runs its jobs one after another in this process.
     """
-    jobs = [(arm.name, seed) for seed in experiment.seeds for arm in experiment.arms]
-    workers = 1 if resolve_device(experiment.device).type == "cuda" else min(workers or default_workers(), len(jobs))
-    runs: dict[tuple[str, int], ArmRun] = {}
+    return run_experiments([experiment], workers, progress)[0]
+
+
+def run_experiments(experiments: list[Experiment], workers: int | None = None, progress: bool = True) -> list["ExperimentResult"]:
+    """Several experiments' jobs in one pool of ``workers`` processes, the largest budgets first."""
+    jobs = [(i, arm.name, seed) for i, exp in enumerate(experiments) for seed in exp.seeds for arm in exp.arms]
+    jobs.sort(key=lambda job: -experiments[job[0]].steps * experiments[job[0]].batch_size)
+    on_cuda = any(resolve_device(exp.device).type == "cuda" for exp in experiments)
+    workers = 1 if on_cuda else min(workers or default_workers(), len(jobs))
+    runs: list[dict[tuple[str, int], ArmRun]] = [{} for _ in experiments]
     bar = tqdm(total=len(jobs), desc="arms x seeds", disable=not progress)
+
+    def failed(name: str, seed: int, err: Exception) -> ExperimentError:
+        return ExperimentError(f"arm {name!r}, seed {seed}: {type(err).__name__}: {err}")
+
     if workers == 1:
-        for name, seed in jobs:
+        for i, name, seed in jobs:
             try:
-                runs[name, seed] = _job(experiment, name, seed)
+                runs[i][name, seed] = _job(experiments[i], name, seed)
             except Exception as err:
-                raise ExperimentError(f"arm {name!r}, seed {seed}: {type(err).__name__}: {err}") from err
+                raise failed(name, seed, err) from err
             bar.update(1)
     else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_job, experiment, name, seed): (name, seed) for name, seed in jobs}
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_job, experiments[i], name, seed): (i, name, seed) for i, name, seed in jobs}
             for future in as_completed(futures):
-                name, seed = futures[future]
+                i, name, seed = futures[future]
                 try:
-                    runs[name, seed] = future.result()
+                    runs[i][name, seed] = future.result()
                 except Exception as err:
-                    raise ExperimentError(f"arm {name!r}, seed {seed}: {type(err).__name__}: {err}") from err
+                    raise failed(name, seed, err) from err
                 bar.update(1)
     bar.close()
-    return ExperimentResult(experiment, runs)
+    return [ExperimentResult(exp, {(arm.name, s): found[arm.name, s] for s in exp.seeds for arm in exp.arms})
+            for exp, found in zip(experiments, runs)]
 
 
 def _mean_summary(summaries: list[dict]) -> dict:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from inpaintlib.experiment import Arm, Experiment, build_arm, import_object, load_arm, run_experiment
+from inpaintlib.experiment import Arm, Experiment, build_arm, import_object, load_arm, run_experiment, run_experiments
 from inpaintlib.models.unet import UNetMethod
 
 UNET = "inpaintlib.models.unet:UNetMethod"
@@ -72,3 +72,11 @@ def test_bad_experiments_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="cannot import"):
         import_object("inpaintlib.models.unet:Nope")
     assert import_object(UNET) is UNetMethod
+
+
+def test_several_experiments_share_one_pool(tmp_path):
+    short = _experiment(tmp_path / "short")
+    longer = _experiment(tmp_path / "long", steps=4, seeds=(3,), arms=(Arm("wide", UNET, {"channels": [8, 16, 32]}),))
+    a, b = run_experiments([short, longer], workers=2, progress=False)
+    assert sorted(a.runs) == [("narrow", 0), ("narrow", 1), ("wide", 0), ("wide", 1)]
+    assert list(b.runs) == [("wide", 3)] and b.runs["wide", 3].budget["images_seen"] == 8
