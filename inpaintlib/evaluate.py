@@ -122,6 +122,23 @@ def results_table(results: dict[str, dict], metric_keys: tuple[str, ...] = ("psn
     return pd.DataFrame({name: {k: s["overall"][k] for k in metric_keys} for name, s in results.items()}).T
 
 
+def seed_results_table(results: dict[str, dict]):
+    """Models trained with several seeds beside methods that do not train: a pandas table of in-hole
+    PSNR (mean over seeds and its seed standard deviation), SSIM and L1 in the hole, seeds, images seen
+    and training seconds (NaN where a row has none, e.g. a classical method)."""
+    import pandas as pd
+
+    rows = {}
+    for name, s in results.items():
+        spread, budget = s.get("seed_spread", {}), s.get("budget", {})
+        rows[name] = {"psnr_hole": s["overall"]["psnr_hole"], "psnr_hole_seed_std": spread.get("std", float("nan")),
+                      "ssim_hole": s["overall"]["ssim_hole"], "l1_hole": s["overall"]["l1_hole"],
+                      "seeds": len(spread.get("seeds", [])) or float("nan"),
+                      "images_seen": budget.get("images_seen", float("nan")),
+                      "train_seconds": budget.get("train_seconds", float("nan"))}
+    return pd.DataFrame(rows).T
+
+
 def bucket_table(results: dict[str, dict], metric: str = "psnr_hole"):
     """A pandas table (rows = models, columns = hole-ratio buckets) of one metric."""
     import pandas as pd

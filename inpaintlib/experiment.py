@@ -91,6 +91,7 @@ class Experiment:
     curve_per_bucket: int = 10          # benchmark size of those evaluations, per bucket
     threads: int = 1                    # torch threads of each job
     device: str = "cpu"
+    amp: bool = False                   # mixed precision (the Trainer's autocast; for GPUs)
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
@@ -178,7 +179,8 @@ def train_arm(experiment: Experiment, name: str, seed: int, progress: bool = Fal
     trainer = Trainer(method, experiment.batches(seed), experiment.steps, checkpoint_dir=folder,
                       checkpoint_every=max(1, experiment.steps // 4), eval_fn=curve_eval,
                       eval_every=max(1, math.ceil(experiment.steps / experiment.curve_points)), device=device,
-                      progress=progress, recipe=get_recipe(experiment.recipe), channels_last=arm.channels_last)
+                      progress=progress, recipe=get_recipe(experiment.recipe), channels_last=arm.channels_last,
+                      amp=experiment.amp)
     trainer.fit()
     network = _inference_network(method)
     weights = folder.with_suffix(".safetensors")

@@ -100,3 +100,14 @@ def paired_comparison(a: Sequence, b: Sequence, higher_is_better: bool = True, c
     b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape) if np.ndim(b) == 1 else b
     interval = paired_interval(paired_differences(a, b), confidence)
     return interval | {"verdict": verdict(interval["ci95"], higher_is_better)}
+
+
+def comparison_sentence(subject: str, reference: str, result: dict, metric: str = "in-hole PSNR", unit: str = "dB") -> str:
+    """One sentence comparing ``subject`` with ``reference`` from a ``paired_comparison`` of ``subject - reference``."""
+    lo, hi = result["ci95"]
+    interval = (f"{result['delta_mean']:+.2f} {unit}, 95 % CI [{lo:+.2f}, {hi:+.2f}] over {result['seeds']} seeds x "
+                f"{result['images']} images")
+    if result["verdict"] == NO_EFFECT:
+        return f"No difference in {metric} between {subject} and {reference} is detectable at this budget ({interval})."
+    better = result["verdict"] == HELPS
+    return f"{subject} is {'better' if better else 'worse'} than {reference} on {metric} ({interval})."

@@ -84,11 +84,12 @@ def plot_loss_curves(curves: dict[str, list[tuple[int, float]]], title: str = "t
 
 
 def plot_learning_curves(curves: dict[str, list[dict]], baselines: dict[str, float] | None = None,
-                         ylabel: str = "in-hole PSNR (dB)", title: str | None = None):
+                         ylabel: str = "in-hole PSNR (dB)", title: str | None = None, log_x: bool = False):
     """Mean ± one seed standard deviation against images seen, one line per model.
 
     ``curves``: ``{model: [{"images_seen", "mean", "std"}, ...]}`` (``ExperimentResult.curves()``);
-    ``baselines``: horizontal lines for methods that do not train (e.g. ``{"Telea": 16.5}``).
+    ``baselines``: horizontal lines for methods that do not train (e.g. ``{"Telea": 16.5}``);
+    ``log_x``: images seen on a log scale (to show a short and a long run together).
     """
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, (name, points) in enumerate(curves.items()):
@@ -100,6 +101,8 @@ def plot_learning_curves(curves: dict[str, list[dict]], baselines: dict[str, flo
         ax.axhline(value, color="0.3", linestyle=("--", ":", "-.")[j % 3], linewidth=1, label=name)
     ax.set_xlabel("training images seen")
     ax.set_ylabel(ylabel)
+    if log_x:
+        ax.set_xscale("log")
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")

@@ -288,12 +288,15 @@ def spatial_discount(mask: Tensor, gamma: float = 0.9) -> Tensor:
     return mask * gamma ** (distance - 1).clamp(min=0)
 
 
-def spatially_discounted_l1(pred: Tensor, target: Tensor, mask: Tensor, gamma: float = 0.9) -> Tensor:
+def spatially_discounted_l1(pred: Tensor, target: Tensor, mask: Tensor, gamma: float = 0.9,
+                            weight: Tensor | None = None) -> Tensor:
     """sum(|pred - target| * w) / (C * number of hole pixels), w = :func:`spatial_discount`.
 
     [official code] (spec 1.3): a mean over the box of |gt - x| * w (normalised by the count, not by sum(w)).
+    ``weight``: ``spatial_discount(mask, gamma)`` when the caller already has it (both stages share it).
     """
-    weight = spatial_discount(mask, gamma)
+    if weight is None:
+        weight = spatial_discount(mask, gamma)
     return ((pred - target).abs() * weight).sum() / (pred.shape[1] * mask.sum()).clamp(min=1.0)
 
 
@@ -466,10 +469,11 @@ class DeepFillMethod(Method):
         if self.critics is not None:
             for _ in range(self.d_steps):
                 update("d", self._critic_loss(image, composed, mask, offsets))
+        discount = spatial_discount(mask, self.gamma)  # (B, 1, H, W), once for both stages
         terms = {
             "discounted_l1": self.l1_weight * (
-                self.coarse_weight * spatially_discounted_l1(out.coarse, image, mask, self.gamma)
-                + spatially_discounted_l1(out.refined, image, mask, self.gamma)
+                self.coarse_weight * spatially_discounted_l1(out.coarse, image, mask, weight=discount)
+                + spatially_discounted_l1(out.refined, image, mask, weight=discount)
             ),
             "known_l1": self.ae_weight * (
                 self.coarse_weight * valid_l1(out.coarse, image, mask) + valid_l1(out.refined, image, mask)

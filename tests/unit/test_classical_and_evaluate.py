@@ -1,8 +1,10 @@
+import math
+
 import pytest
 import torch
 
 from inpaintlib.classical import biharmonic_inpaint, telea_inpaint
-from inpaintlib.evaluate import Benchmark, bucket_table, evaluate, results_table, seed_spread
+from inpaintlib.evaluate import Benchmark, bucket_table, evaluate, results_table, seed_results_table, seed_spread
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.metrics import PSNR_MAX
 
@@ -69,3 +71,13 @@ def test_seed_spread_summarises_values_by_seed():
     assert (spread["min"], spread["max"]) == (15.0, 17.0)
     with pytest.raises(ValueError, match="at least two seeds"):
         seed_spread({0: 1.0})
+
+
+def test_seed_results_table_puts_trained_and_classical_rows_together():
+    overall = {"psnr_hole": 16.0, "ssim_hole": 0.4, "l1_hole": 0.1}
+    trained = {"overall": overall, "seed_spread": {"seeds": [0, 1, 2], "std": 0.2},
+               "budget": {"images_seen": 3200, "train_seconds": 20.0}}
+    table = seed_results_table({"unet": trained, "telea": {"overall": overall | {"psnr_hole": 15.5}}})
+    assert table.loc["unet", "psnr_hole_seed_std"] == 0.2 and table.loc["unet", "seeds"] == 3
+    assert table.loc["unet", "images_seen"] == 3200 and math.isnan(table.loc["telea", "images_seen"])
+    assert table.loc["telea", "psnr_hole"] == 15.5

@@ -237,6 +237,8 @@ def test_spatially_discounted_l1_hand_values():
     pred, target = torch.rand(2, 3, 10, 10), torch.rand(2, 3, 10, 10)
     torch.testing.assert_close(spatially_discounted_l1(pred, target, big, 1.0), hole_l1(pred, target, big))
     assert float(spatially_discounted_l1(pred, target, big, 0.5)) < float(hole_l1(pred, target, big))
+    given = spatially_discounted_l1(pred, target, big, weight=spatial_discount(big, 0.5))
+    assert torch.equal(given, spatially_discounted_l1(pred, target, big, 0.5))
 
 
 # ----------------------------------------------------------------------------------------------

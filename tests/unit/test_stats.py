@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from inpaintlib.stats import (
-    HELPS, HURTS, NO_EFFECT, paired_comparison, paired_differences, paired_interval, verdict, verdict_sentence,
+    HELPS, HURTS, NO_EFFECT, comparison_sentence, paired_comparison, paired_differences, paired_interval, verdict, verdict_sentence,
 )
 
 
@@ -78,3 +78,9 @@ def test_paired_comparison_against_a_fixed_baseline():
     assert out["ci95"] == pytest.approx([2.1 - 4.303 * 0.1 / 3**0.5, 2.1 + 4.303 * 0.1 / 3**0.5], abs=1e-3)
     assert paired_comparison(a, np.tile(baseline, (3, 1)))["ci95"] == pytest.approx(out["ci95"])
     assert paired_comparison(a, baseline, higher_is_better=False)["verdict"] == HURTS
+
+
+def test_comparison_sentence():
+    result = {"delta_mean": -0.5, "ci95": [-0.8, -0.2], "seeds": 3, "images": 300, "verdict": HURTS}
+    assert comparison_sentence("The U-Net", "Telea", result).startswith("The U-Net is worse than Telea on in-hole PSNR (-0.50 dB")
+    assert "No difference" in comparison_sentence("A", "B", result | {"verdict": NO_EFFECT, "ci95": [-0.8, 0.1]})
