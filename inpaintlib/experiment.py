@@ -134,6 +134,7 @@ class ArmRun:
     summary: dict
     budget: dict                      # images_seen, train_seconds, steps, batch_size
     curve: list[dict]                 # [{"images_seen", metric: value, ...}] from the periodic evaluations
+    losses: list[dict]                # the Trainer's logged loss rows [{"step", "losses": {term: value}}]
     params: int
     shared_init: float                # fraction of the initial tensors taken from ``share_init_with``
     weights: str                      # the evaluated (EMA) generator weights
@@ -192,7 +193,8 @@ def train_arm(experiment: Experiment, name: str, seed: int, progress: bool = Fal
         summary=result.summary(),
         budget={"images_seen": trainer.images_seen, "train_seconds": trainer.train_seconds, "steps": trainer.step,
                 "batch_size": experiment.batch_size},
-        curve=curve, params=count_parameters(network), shared_init=shared, weights=str(weights),
+        curve=curve, losses=[row for row in trainer.history if "losses" in row], params=count_parameters(network),
+        shared_init=shared, weights=str(weights),
     )
 
 
@@ -318,7 +320,7 @@ class ExperimentResult:
     def to_json(self) -> dict:
         """Everything but the per-image scores (those stay in memory), for ``metrics.json``."""
         return {"experiment": asdict(self.experiment),
-                "runs": [{k: v for k, v in asdict(r).items() if k != "per_image"} for r in self.runs.values()]}
+                "runs": [{k: v for k, v in asdict(r).items() if k not in ("per_image", "losses")} for r in self.runs.values()]}
 
 
 def load_arm(experiment: Experiment, name: str, seed: int) -> Method:

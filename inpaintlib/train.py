@@ -429,9 +429,14 @@ class Trainer:
 
     def loss_curve(self) -> dict[str, list[tuple[int, float]]]:
         """``{term: [(step, value), ...]}`` from the history, for plotting."""
-        curves: dict[str, list[tuple[int, float]]] = {}
-        for row in self.history:
-            for term, value in row.get("losses", {}).items():
-                if math.isfinite(value):
-                    curves.setdefault(term, []).append((row["step"], value))
-        return curves
+        return loss_curve(self.history)
+
+
+def loss_curve(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """``{term: [(step, value), ...]}`` from a ``Trainer`` history (rows with ``"losses"``), finite values only."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for row in history:
+        for term, value in row.get("losses", {}).items():
+            if math.isfinite(value):
+                curves.setdefault(term, []).append((row["step"], value))
+    return curves
