@@ -150,6 +150,16 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     Returns ``image`` ``(size, size, 3)`` float32 in [0, 1] and ``labels`` ``(size, size)`` int64.
     """
     labels = _layout(rng, size)
+    return paint_labels(rng, labels), labels
+
+
+def paint_labels(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+    """Paint a label map ``(size, size)`` int with the Scenes textures, colours and lighting.
+
+    Returns ``(size, size, 3)`` float32 in [0, 1]. ``render_scene`` paints its layouts with it; the
+    probes (``inpaintlib.probes``) paint their own layouts, so their textures are the Scenes ones.
+    """
+    size = labels.shape[0]
     image = np.empty((size, size, 3), dtype=np.float32)
     for cls in np.unique(labels):
         region = labels == cls
@@ -157,7 +167,7 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
         pattern = _class_pattern(rng, int(cls), size)[region]
         image[region] = colour + CLASS_CONTRAST[cls] * pattern[:, None]
     light = 1.0 + 0.08 * _smooth_noise(rng, size, size, (2, 2))
-    return np.clip(image * light[..., None], 0.0, 1.0), labels
+    return np.clip(image * light[..., None], 0.0, 1.0)
 
 
 def presence(labels: np.ndarray | torch.Tensor, fraction: float = PRESENCE_FRACTION) -> torch.Tensor:
