@@ -11,7 +11,9 @@ and every chapter's ``metrics.json`` holds ``{"results": {model: EvalResult.summ
   baselines, which every chapter scores, appear once unless a chapter scored them on other data.
 - ``comparison_table``, ``bucket_table``, ``table_html`` (each number a link to its run) and
   ``plot_buckets`` present the rows; ``provenance_table`` and ``budget_notes`` say where they came
-  from and whether the budgets match.
+  from and whether the budgets match; ``split_by_budget`` keeps the main table to models trained on the
+  same number of images, and ``paired_versus`` compares models seed by seed and image by image from the
+  per-image scores each chapter records (``seed_scores``).
 - ``composed_outputs`` runs every model it can rebuild on the same inputs: the classical methods always,
   a learned model when its chapter recorded an ``inpainter_spec`` beside its results; ``example_grid``
   shows them, and ``perceptual_scores`` scores them with LPIPS and FID when the user supplies those networks.
@@ -28,12 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from inpaintlib.classical import CLASSICAL_METHODS
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.runner import latest_runs
+from inpaintlib.stats import paired_comparison
 from inpaintlib.train import CheckpointError, load_weights
 
 InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -41,17 +45,21 @@ InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OVERALL_METRICS: tuple[str, ...] = ("psnr_hole", "ssim_hole", "l1_hole", "psnr", "ssim", "l1")
 SEMANTIC_METRICS: tuple[str, ...] = ("miou", "miou_hole")
 COST_COLUMNS: tuple[str, ...] = ("params", "train_seconds", "steps", "images_per_s")
-NUMBER_COLUMNS: tuple[str, ...] = OVERALL_METRICS + SEMANTIC_METRICS + COST_COLUMNS + ("image_size", "eval_images")
+SEED_COLUMNS: tuple[str, ...] = ("psnr_hole_seed_std", "seeds", "images_seen")
+NUMBER_COLUMNS: tuple[str, ...] = (OVERALL_METRICS + SEMANTIC_METRICS + COST_COLUMNS + ("image_size", "eval_images")
+                                   + SEED_COLUMNS)
 HEADINGS = {
     "psnr_hole": "PSNR hole (dB)", "ssim_hole": "SSIM hole", "l1_hole": "L1 hole", "psnr": "PSNR (dB)",
     "ssim": "SSIM", "l1": "L1", "miou": "mIoU", "miou_hole": "mIoU hole", "params": "parameters",
     "train_seconds": "training (s)", "steps": "steps", "images_per_s": "images/s", "image_size": "size (px)",
-    "eval_images": "eval images",
+    "eval_images": "eval images", "psnr_hole_seed_std": "± seed std (dB)", "seeds": "seeds",
+    "images_seen": "images seen",
 }
 FORMATS = {
     "psnr_hole": "{:.2f}", "psnr": "{:.2f}", "ssim_hole": "{:.3f}", "ssim": "{:.3f}", "l1_hole": "{:.4f}",
     "l1": "{:.4f}", "miou": "{:.3f}", "miou_hole": "{:.3f}", "params": "{:,.0f}", "train_seconds": "{:.1f}",
     "steps": "{:.0f}", "images_per_s": "{:.1f}", "image_size": "{:.0f}", "eval_images": "{:.0f}",
+    "psnr_hole_seed_std": "{:.2f}", "seeds": "{:.0f}", "images_seen": "{:,.0f}",
 }
 TABLE_STYLE = (
     ".comparison-table td, .comparison-table th { padding: 2px 6px; text-align: right; white-space: nowrap; }"
@@ -132,20 +140,21 @@ def _quality(result: dict) -> tuple:
 def model_rows(runs: Sequence[ChapterRun]) -> list[ModelRow]:
     """One row per model of every run, one row per chapter without results.
 
-    A classical baseline is kept once: a later chapter's copy is dropped when its quality numbers
-    (and image count) equal an earlier one's, i.e. it was scored on the same benchmark.
+    A model is kept once: a later chapter's copy of a model with the same name is dropped when its
+    quality numbers (and image count) equal an earlier one's. That is a classical baseline scored on
+    the same benchmark, or the U-Net reference a chapter trained on the same batches, seeds and recipe
+    as chapter 1 (training is deterministic, so the copy is the same model).
     """
     entries: list[tuple[str, str | None, ChapterRun]] = []
-    seen_classical: dict[str, set[tuple]] = {}
+    seen: dict[str, set[tuple]] = {}
     for run in runs:
         results = run.metrics.get("results") or {}
         if not results:
             entries.append((run.chapter, None, run))
         for model, result in results.items():
-            if model in CLASSICAL_METHODS:
-                if _quality(result) in seen_classical.setdefault(model, set()):
-                    continue
-                seen_classical[model].add(_quality(result))
+            if _quality(result) in seen.setdefault(model, set()):
+                continue
+            seen[model].add(_quality(result))
             entries.append((run.chapter, model, run))
     counts: dict[str, int] = {}
     for _, model, _ in entries:
@@ -164,6 +173,11 @@ def _numbers(row: ModelRow) -> dict[str, float]:
     values.update({k: float(v) for k, v in result.get("overall", {}).items() if k in OVERALL_METRICS})
     values.update({k: float(v) for k, v in result.get("semantic", {}).items() if k in SEMANTIC_METRICS})
     values.update({k: float(result[k]) for k in COST_COLUMNS if k in result})
+    if "seed_spread" in result:
+        values["seeds"] = float(len(result["seed_spread"]["seeds"]))
+        values["psnr_hole_seed_std"] = float(result["seed_spread"].get("std", math.nan))
+    if "budget" in result:
+        values["images_seen"] = float(result["budget"]["images_seen"])
     if "n" in result:
         values["eval_images"] = float(result["n"])
     if row.model is not None and "image_size" in row.run.config.get("parameters", {}):
@@ -289,38 +303,54 @@ def provenance_table(runs: Sequence[ChapterRun], runs_root: str | Path):
 
 
 def budget_notes(rows: Sequence[ModelRow]) -> list[str]:
-    """Sentences naming the models whose image size or number of evaluation images differs from the
-    most common one (the table is only a fair comparison where they agree)."""
+    """Sentences naming the models whose image size, number of evaluation images or training images seen
+    differs from the most common one (the table is only a fair comparison where they agree)."""
     notes = []
-    for column, what in (("image_size", "image size"), ("eval_images", "evaluation images")):
+    for column, what in (("image_size", "image size"), ("eval_images", "evaluation images"), ("images_seen", "images seen")):
         values = {row.label: _numbers(row)[column] for row in rows if row.model is not None}
         known = [v for v in values.values() if not math.isnan(v)]
         if not known:
             continue
         common = max(set(known), key=known.count)
-        odd = [f"{label} ({v:.0f})" for label, v in values.items() if not math.isnan(v) and v != common]
+        odd = [f"{label} ({v:,.0f})" for label, v in values.items() if not math.isnan(v) and v != common]
         if odd:
-            notes.append(f"{what} differs from the usual {common:.0f}: {', '.join(odd)}")
+            notes.append(f"{what} differs from the usual {common:,.0f}: {', '.join(odd)}")
     return notes
 
 
-def seed_noise(runs: Sequence[ChapterRun]) -> dict | None:
-    """The seed study a chapter recorded (``metrics["seed_spread"]``, chapter 1's U-Net retrained with
-    several seeds; ``evaluate.seed_spread`` plus ``metric``, ``steps``, ``batch_size``) with its chapter, or None."""
-    for run in runs:
-        if run.metrics.get("seed_spread"):
-            return run.metrics["seed_spread"] | {"chapter": run.chapter}
-    return None
+def is_classical(row: ModelRow) -> bool:
+    """A method that does not train (its numbers do not depend on a budget)."""
+    return row.model in CLASSICAL_METHODS
 
 
-def within_noise_of_best(values: dict[str, float], std: float, k: float = 2.0) -> list[str]:
-    """Labels whose value is within ``k * std`` of the highest (NaN values are left out), best first:
-    the models that one run per model cannot tell apart from the best."""
-    known = {label: v for label, v in values.items() if not math.isnan(v)}
-    if not known:
-        return []
-    best = max(known.values())
-    return sorted((label for label, v in known.items() if best - v <= k * std), key=lambda label: -known[label])
+def split_by_budget(rows: Sequence[ModelRow], images_seen: int) -> tuple[list[ModelRow], list[ModelRow]]:
+    """``(equal, other)``: the classical methods and every model trained on exactly ``images_seen`` images,
+    and the rest (longer or shorter runs, and models whose run did not record a budget). The main
+    table of the comparison shows only ``equal``; chapters without results go with ``equal`` (as missing)."""
+    equal, other = [], []
+    for row in rows:
+        seen = _numbers(row)["images_seen"]
+        (equal if row.model is None or is_classical(row) or seen == images_seen else other).append(row)
+    return equal, other
+
+
+def seed_scores(row: ModelRow, metric: str = "psnr_hole") -> np.ndarray | None:
+    """The row's per-seed, per-image scores ``(seeds, images)`` as its chapter recorded them, or None."""
+    scores = row.result.get("scores", {}).get(metric)
+    return None if scores is None else np.asarray(scores, dtype=np.float64)
+
+
+def paired_versus(rows: Sequence[ModelRow], reference: np.ndarray, metric: str = "psnr_hole") -> dict[str, dict]:
+    """``{label: paired_comparison(row - reference)}`` for every row with per-image scores on as many
+    images as ``reference`` (``(images,)`` for a method that does not train, or ``(seeds, images)``)."""
+    out = {}
+    for row in rows:
+        scores = seed_scores(row, metric)
+        if scores is not None and scores.shape[-1] == np.shape(reference)[-1] and len(scores) > 1:
+            same_seeds = np.ndim(reference) == 1 or np.shape(reference) == scores.shape
+            if same_seeds:
+                out[row.label] = paired_comparison(scores, reference)
+    return out
 
 
 def inpainter_spec(factory: Callable[..., nn.Module], kwargs: dict, weights: str | Path, run_dir: str | Path) -> dict:

@@ -281,15 +281,18 @@ class ExperimentResult:
 
     def model_summary(self, arm: str) -> dict:
         """What a chapter's ``metrics.json`` keeps per model: the seed-mean ``summary`` plus its seed spread,
-        budget and parameter count (the layout of ``EvalResult.summary()`` with extra keys)."""
+        budget, parameter count and per-seed, per-image in-hole PSNR (the layout of ``EvalResult.summary()``
+        with extra keys)."""
         runs = [self.runs[arm, s] for s in self.experiment.seeds]
         summary = _mean_summary([r.summary for r in runs])
         values = {r.seed: r.summary["overall"]["psnr_hole"] for r in runs}
         spread = seed_spread(values) if len(values) > 1 else {"seeds": list(values), "values": list(values.values())}
         return summary | {
             "seed_spread": {"metric": "psnr_hole"} | spread,
+            "scores": {"psnr_hole": self.scores(arm).tolist()},   # (seeds, images), for paired comparisons
             "budget": {"images_seen": runs[0].budget["images_seen"], "steps": runs[0].budget["steps"],
-                       "batch_size": runs[0].budget["batch_size"],
+                       "batch_size": runs[0].budget["batch_size"], "train_images": self.experiment.train_images,
+                       "boundary_fraction": self.experiment.boundary_fraction,
                        "train_seconds": float(np.mean([r.budget["train_seconds"] for r in runs]))},
             "params": runs[0].params, "steps": runs[0].budget["steps"],
             "train_seconds": float(np.mean([r.budget["train_seconds"] for r in runs])),

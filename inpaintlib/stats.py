@@ -44,7 +44,7 @@ def paired_interval(differences: np.ndarray, confidence: float = 0.95) -> dict:
     """Mean paired difference and its interval from ``(n_seeds, n_images)`` differences.
 
     Returns ``{"delta_mean", "ci95": [lo, hi], "half_width", "per_seed": [...], "seed_std",
-    "image_std", "seeds", "images"}`` (``ci95`` holds the ``confidence`` interval, 0.95 by default).
+    "image_std", "n_seeds", "images"}`` (``ci95`` holds the ``confidence`` interval, 0.95 by default).
     Needs at least two seeds: one seed says nothing about seed-to-seed variation.
     """
     d = np.asarray(differences, dtype=np.float64)
@@ -66,7 +66,7 @@ def paired_interval(differences: np.ndarray, confidence: float = 0.95) -> dict:
     half = t * standard_error
     return {"delta_mean": mean, "ci95": [mean - half, mean + half], "half_width": half,
             "per_seed": per_seed.tolist(), "seed_std": seed_std, "image_std": image_std,
-            "seeds": n_seeds, "images": n_images}
+            "n_seeds": n_seeds, "images": n_images}
 
 
 def verdict(ci: Sequence[float], higher_is_better: bool = True) -> str:
@@ -84,7 +84,7 @@ def verdict(ci: Sequence[float], higher_is_better: bool = True) -> str:
 def verdict_sentence(component: str, result: dict, unit: str = "dB", metric: str = "in-hole PSNR") -> str:
     """One sentence for the book, computed from a ``paired_interval`` result with its ``"verdict"``."""
     lo, hi = result["ci95"]
-    interval = f"{result['delta_mean']:+.2f} {unit}, 95 % CI [{lo:+.2f}, {hi:+.2f}] over {result['seeds']} seeds x {result['images']} images"
+    interval = f"{result['delta_mean']:+.2f} {unit}, 95 % CI [{lo:+.2f}, {hi:+.2f}] over {result['n_seeds']} seeds x {result['images']} images"
     if result["verdict"] == NO_EFFECT:
         return f"{component}: no effect on {metric} detectable at this budget ({interval})."
     return f"{component} {result['verdict']} {metric} ({interval})."
@@ -105,7 +105,7 @@ def paired_comparison(a: Sequence, b: Sequence, higher_is_better: bool = True, c
 def comparison_sentence(subject: str, reference: str, result: dict, metric: str = "in-hole PSNR", unit: str = "dB") -> str:
     """One sentence comparing ``subject`` with ``reference`` from a ``paired_comparison`` of ``subject - reference``."""
     lo, hi = result["ci95"]
-    interval = (f"{result['delta_mean']:+.2f} {unit}, 95 % CI [{lo:+.2f}, {hi:+.2f}] over {result['seeds']} seeds x "
+    interval = (f"{result['delta_mean']:+.2f} {unit}, 95 % CI [{lo:+.2f}, {hi:+.2f}] over {result['n_seeds']} seeds x "
                 f"{result['images']} images")
     if result["verdict"] == NO_EFFECT:
         return f"No difference in {metric} between {subject} and {reference} is detectable at this budget ({interval})."

@@ -5,6 +5,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,9 +25,10 @@ from inpaintlib.compare import (
     plot_buckets,
     provenance_table,
     run_href,
-    seed_noise,
+    paired_versus,
+    seed_scores,
+    split_by_budget,
     table_html,
-    within_noise_of_best,
 )
 from inpaintlib.lpips import LPIPS
 from inpaintlib.masks import BUCKET_NAMES
@@ -118,8 +120,8 @@ def test_html_links_every_number_and_says_missing(runs_root, tmp_path):
     missing_row = next(line for line in page.splitlines() if "02_contextual_attention (missing)" in line)
     assert missing_row.count(f">{MISSING}<") >= 14 and "href" not in missing_row and re.search(r">0(\.0+)?<", missing_row) is None
     unet_row = next(line for line in page.splitlines() if line.startswith('<tr class="ok"><th>unet<'))
-    assert unet_row.count('href="01_unet_baseline.html"') == 14 - 2  # every number but the two mIoU
-    assert unet_row.count(">n/a<") == 2 and ">14.00<" in unet_row and ">75,471<" in unet_row
+    assert unet_row.count('href="01_unet_baseline.html"') == 17 - 5  # every number it has
+    assert unet_row.count(">n/a<") == 2 + 3 and ">14.00<" in unet_row  # mIoU x2, and no seed spread or budget and ">75,471<" in unet_row
     local = table_html(rows, runs_root, href=run_href(tmp_path / "runs" / "09_comparison" / "smoke-z9"))
     assert 'href="../../01_unet_baseline/smoke-u1/notebook.ipynb"' in local
 
@@ -178,16 +180,40 @@ def test_perceptual_scores_compare_each_output_with_the_ground_truth():
     assert perceptual_scores(outputs, images) == {"perfect": {}, "grey": {}}
 
 
-def test_seed_noise_is_read_from_the_chapter_that_recorded_it():
-    spread = {"seeds": [0, 1], "values": [15.0, 15.4], "mean": 15.2, "std": 0.28, "min": 15.0, "max": 15.4,
-              "metric": "psnr_hole", "steps": 400, "batch_size": 8}
-    runs = [ChapterRun("00_data_and_masks", None, {}, {}), ChapterRun("01_unet_baseline", Path("r"), {"seed_spread": spread}, {})]
-    assert seed_noise(runs) == spread | {"chapter": "01_unet_baseline"}
-    assert seed_noise(runs[:1]) is None
+def _trained(psnr: float, images_seen: int, scores: list[list[float]]) -> dict:
+    return _result(psnr, n=len(scores[0]), budget={"images_seen": images_seen, "train_seconds": 10.0},
+                   seed_spread={"seeds": list(range(len(scores))), "std": 0.1}, scores={"psnr_hole": scores})
 
 
-def test_within_noise_of_best_keeps_the_models_two_std_below_the_best():
-    values = {"a": 17.0, "b": 16.5, "c": 16.39, "d": float("nan"), "e": 15.0}
-    assert within_noise_of_best(values, std=0.3) == ["a", "b"]
-    assert within_noise_of_best(values, std=0.3, k=3.0) == ["a", "b", "c"]
-    assert within_noise_of_best({"x": float("nan")}, std=1.0) == []
+def test_main_table_never_mixes_budgets(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "01_unet_baseline", "u", {"telea": _result(15.0, n=3), "unet": _trained(16.0, 3200, [[16, 16, 16], [16.2, 16, 16]]),
+                                         "unet_long": _trained(17.0, 32000, [[17, 17, 17], [17, 17, 17]])})
+    same_unet = _trained(16.0, 3200, [[16, 16, 16], [16.2, 16, 16]])   # chapter 2's reference = chapter 1's U-Net
+    _run(root, "02_contextual_attention", "d", {"deepfill_ca": _trained(15.5, 3200, [[15, 16, 15.5], [15.5, 15.5, 15.5]]),
+                                                "old": _result(15.0), "unet": same_unet})
+    rows = model_rows(collect(root, "smoke", EXPECTED[:2]))
+    equal, other = split_by_budget(rows, 3200)
+    assert [r.label for r in equal] == ["telea", "unet", "deepfill_ca"]
+    assert [r.label for r in other] == ["unet_long", "old"]
+    assert {_numbers_of(r)["images_seen"] for r in equal if r.model != "telea"} == {3200}
+    assert "images seen differs from the usual 3,200: unet_long (32,000)" in budget_notes(rows)
+    table = comparison_table(equal, root)
+    assert table.loc["unet", "seeds"] == 2 and table.loc["unet", "psnr_hole_seed_std"] == 0.1
+
+
+def _numbers_of(row):
+    from inpaintlib.compare import _numbers
+
+    return _numbers(row)
+
+
+def test_paired_versus_uses_each_models_own_seeds(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "01_unet_baseline", "u", {"unet": _trained(16.0, 3200, [[16, 16.5, 17], [16.1, 16.6, 17.1], [16.2, 16.7, 17.2]]),
+                                         "single": _trained(16.0, 3200, [[16, 16, 16]])})
+    rows = model_rows(collect(root, "smoke", EXPECTED[:1]))
+    out = paired_versus(rows, np.array([15.0, 15.5, 16.0]))
+    assert list(out) == ["unet"]                       # one seed gives no interval
+    assert out["unet"]["delta_mean"] == pytest.approx(1.1) and out["unet"]["verdict"] == "helps"
+    assert seed_scores(rows[1]).shape == (1, 3) and paired_versus(rows, np.zeros(4)) == {}

@@ -21,7 +21,7 @@ def test_interval_by_hand():
     assert out["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
     assert out["half_width"] == pytest.approx(half)
     assert out["per_seed"] == pytest.approx([1.0, 2.0, 3.0])
-    assert (out["seeds"], out["images"]) == (3, 4)
+    assert (out["n_seeds"], out["images"]) == (3, 4)
 
 
 def test_interval_covers_true_effect_about_95_percent():
@@ -64,7 +64,7 @@ def test_verdict(ci, higher, expected):
 
 
 def test_verdict_sentence_names_interval():
-    result = {"delta_mean": 0.12, "ci95": [-0.05, 0.29], "seeds": 3, "images": 300, "verdict": NO_EFFECT}
+    result = {"delta_mean": 0.12, "ci95": [-0.05, 0.29], "n_seeds": 3, "images": 300, "verdict": NO_EFFECT}
     sentence = verdict_sentence("Contextual attention", result)
     assert "no effect" in sentence and "[-0.05, +0.29]" in sentence and "3 seeds" in sentence
     assert "helps" in verdict_sentence("X", result | {"verdict": HELPS, "ci95": [0.05, 0.2]})
@@ -81,6 +81,6 @@ def test_paired_comparison_against_a_fixed_baseline():
 
 
 def test_comparison_sentence():
-    result = {"delta_mean": -0.5, "ci95": [-0.8, -0.2], "seeds": 3, "images": 300, "verdict": HURTS}
+    result = {"delta_mean": -0.5, "ci95": [-0.8, -0.2], "n_seeds": 3, "images": 300, "verdict": HURTS}
     assert comparison_sentence("The U-Net", "Telea", result).startswith("The U-Net is worse than Telea on in-hole PSNR (-0.50 dB")
     assert "No difference" in comparison_sentence("A", "B", result | {"verdict": NO_EFFECT, "ci95": [-0.8, 0.1]})
