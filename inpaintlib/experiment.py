@@ -37,13 +37,14 @@ from inpaintlib.data.batches import InpaintingBatches
 from inpaintlib.evaluate import Benchmark, evaluate, seed_spread
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.recipe import Recipe, get_recipe
+from inpaintlib.segmentation import segmenter_for, semantic_per_image
 from inpaintlib.stats import paired_comparison
 from inpaintlib.train import (
     Method, Trainer, count_parameters, load_weights, resolve_device, save_weights, seed_everything,
 )
 
 # Metrics where a larger value is better; the rest (l1, l1_hole) are better when smaller.
-HIGHER_IS_BETTER = {"psnr", "psnr_hole", "ssim", "ssim_hole", "miou", "miou_hole"}
+HIGHER_IS_BETTER = {"psnr", "psnr_hole", "ssim", "ssim_hole", "miou", "miou_hole", "hole_accuracy"}
 
 
 class ExperimentError(RuntimeError):
@@ -86,7 +87,9 @@ class Experiment:
     checkpoint_root: str
     recipe: str | Recipe = "book"       # a name in inpaintlib.recipe.RECIPES, or a Recipe
     boundary_fraction: float = 0.0      # share of each batch with the scene's own boundary-crossing hole
-    benchmark_masks: str = "fixed"      # "fixed" (committed bucketed masks) or "boundary"
+    benchmark_masks: str = "fixed"      # the main benchmark: "fixed" (committed bucketed masks) or "boundary"
+    extra_benchmarks: tuple[str, ...] = ()   # further benchmarks every arm is scored on (e.g. ("boundary",))
+    segmenter_steps: int = 0            # > 0: semantic scores with inpaintlib.segmentation.segmenter_for(steps=...)
     curve_points: int = 4               # evaluations during training (learning curves)
     curve_per_bucket: int = 10          # benchmark size of those evaluations, per bucket
     threads: int = 1                    # torch threads of each job
@@ -117,8 +120,9 @@ class Experiment:
         return InpaintingBatches.scenes(self.image_size, self.train_images, self.batch_size, seed=seed,
                                         boundary_fraction=self.boundary_fraction)
 
-    def benchmark(self, per_bucket: int | None = None) -> Benchmark:
-        return Benchmark.scenes(self.image_size, per_bucket or self.eval_per_bucket, masks=self.benchmark_masks)
+    def benchmark(self, per_bucket: int | None = None, masks: str | None = None) -> Benchmark:
+        """The main benchmark (or the one with ``masks``), ``per_bucket`` images per bucket."""
+        return Benchmark.scenes(self.image_size, per_bucket or self.eval_per_bucket, masks=masks or self.benchmark_masks)
 
     def run_dir(self, arm: str, seed: int) -> Path:
         return Path(self.checkpoint_root) / arm / f"seed{seed}"
@@ -130,8 +134,9 @@ class ArmRun:
 
     arm: str
     seed: int
-    per_image: dict[str, list[float]]
-    summary: dict
+    per_image: dict[str, list[float]]   # on the main benchmark (with "hole_accuracy" when semantic)
+    summary: dict                       # EvalResult.summary() (with "semantic": {"miou", "miou_hole"})
+    extra: dict[str, dict]              # {benchmark: {"per_image", "summary"}} of the extra benchmarks
     budget: dict                      # images_seen, train_seconds, steps, batch_size
     curve: list[dict]                 # [{"images_seen", metric: value, ...}] from the periodic evaluations
     losses: list[dict]                # the Trainer's logged loss rows [{"step", "losses": {term: value}}]
@@ -166,12 +171,23 @@ def _inference_network(method: Method) -> torch.nn.Module:
     return getattr(method, "generator", method)
 
 
+def _score(method: Method, bench: Benchmark, segmenter: torch.nn.Module | None, device: torch.device) -> dict:
+    """``{"per_image": {metric: [...]}, "summary": EvalResult.summary()}``, semantic scores included when
+    a segmenter is given (per-image ``hole_accuracy``; ``summary["semantic"]`` = mIoU overall and in the hole)."""
+    result = evaluate(method.inpaint, bench, device=device, progress=False)
+    per_image, summary = {k: v.double().tolist() for k, v in result.per_image.items()}, result.summary()
+    if segmenter is not None:
+        accuracy, semantic = semantic_per_image(segmenter, lambda x, m: method.inpaint(x.to(device), m.to(device)), bench)
+        per_image["hole_accuracy"], summary["semantic"] = accuracy.tolist(), semantic
+    return {"per_image": per_image, "summary": summary}
+
+
 def train_arm(experiment: Experiment, name: str, seed: int, progress: bool = False) -> ArmRun:
     """Train one arm with one seed (resuming its checkpoint if there is one) and score it per image."""
     device = resolve_device(experiment.device)
     arm = experiment.arm(name)
     method, shared = build_arm(experiment, name, seed)
-    bench, curve_bench = experiment.benchmark(), experiment.benchmark(experiment.curve_per_bucket)
+    curve_bench = experiment.benchmark(experiment.curve_per_bucket)
 
     def curve_eval(step: int) -> dict:
         return evaluate(method.inpaint, curve_bench, device=device, progress=False).summary()["overall"]
@@ -186,11 +202,14 @@ def train_arm(experiment: Experiment, name: str, seed: int, progress: bool = Fal
     network = _inference_network(method)
     weights = folder.with_suffix(".safetensors")
     save_weights(network, weights)
-    result = evaluate(method.inpaint, bench, device=device, progress=False, desc=name)
+    segmenter = segmenter_for(experiment.image_size, experiment.segmenter_steps, device=device, progress=False) \
+        if experiment.segmenter_steps else None
+    scored = {masks: _score(method, experiment.benchmark(masks=masks), segmenter, device)
+              for masks in (experiment.benchmark_masks, *experiment.extra_benchmarks)}
+    main = scored.pop(experiment.benchmark_masks)
     curve = [{"images_seen": row["images_seen"], "step": row["step"]} | row["eval"] for row in trainer.history if "eval" in row]
     return ArmRun(
-        arm=name, seed=seed, per_image={k: v.double().tolist() for k, v in result.per_image.items()},
-        summary=result.summary(),
+        arm=name, seed=seed, per_image=main["per_image"], summary=main["summary"], extra=scored,
         budget={"images_seen": trainer.images_seen, "train_seconds": trainer.train_seconds, "steps": trainer.step,
                 "batch_size": experiment.batch_size},
         curve=curve, losses=[row for row in trainer.history if "losses" in row], params=count_parameters(network),
@@ -257,15 +276,18 @@ def run_experiments(experiments: list[Experiment], workers: int | None = None, p
 
 
 def _mean_summary(summaries: list[dict]) -> dict:
-    """The mean over seeds of ``EvalResult.summary()`` dicts (overall and per bucket)."""
+    """The mean over seeds of ``EvalResult.summary()`` dicts (overall, per bucket, semantic scores)."""
     overall = {k: float(np.mean([s["overall"][k] for s in summaries])) for k in summaries[0]["overall"]}
     buckets = {}
     for b in BUCKET_NAMES:
         present = [s["buckets"][b] for s in summaries if b in s["buckets"]]
         if present:
             buckets[b] = {k: float(np.mean([p[k] for p in present])) for k in present[0]}
-    return {"overall": overall, "buckets": buckets, "n": summaries[0]["n"],
+    mean = {"overall": overall, "buckets": buckets, "n": summaries[0]["n"],
             "images_per_s": float(np.mean([s["images_per_s"] for s in summaries]))}
+    if "semantic" in summaries[0]:
+        mean["semantic"] = {k: float(np.mean([s["semantic"][k] for s in summaries])) for k in summaries[0]["semantic"]}
+    return mean
 
 
 @dataclass
@@ -275,9 +297,15 @@ class ExperimentResult:
     experiment: Experiment
     runs: dict[tuple[str, int], ArmRun]
 
-    def scores(self, arm: str, metric: str = "psnr_hole") -> np.ndarray:
-        """``(n_seeds, n_images)`` per-image ``metric`` of ``arm``, seeds in the experiment's order."""
-        return np.array([self.runs[arm, s].per_image[metric] for s in self.experiment.seeds])
+    def scores(self, arm: str, metric: str = "psnr_hole", benchmark: str | None = None) -> np.ndarray:
+        """``(n_seeds, n_images)`` per-image ``metric`` of ``arm`` on the main benchmark (or an extra one),
+        seeds in the experiment's order."""
+        def per_image(run: ArmRun) -> list[float]:
+            if benchmark is None or benchmark == self.experiment.benchmark_masks:
+                return run.per_image[metric]
+            return run.extra[benchmark]["per_image"][metric]
+
+        return np.array([per_image(self.runs[arm, s]) for s in self.experiment.seeds])
 
     def model_summary(self, arm: str) -> dict:
         """What a chapter's ``metrics.json`` keeps per model: the seed-mean ``summary`` plus its seed spread,
@@ -285,6 +313,8 @@ class ExperimentResult:
         with extra keys)."""
         runs = [self.runs[arm, s] for s in self.experiment.seeds]
         summary = _mean_summary([r.summary for r in runs])
+        if self.experiment.extra_benchmarks:
+            summary["benchmarks"] = {b: _mean_summary([r.extra[b]["summary"] for r in runs]) for b in self.experiment.extra_benchmarks}
         values = {r.seed: r.summary["overall"]["psnr_hole"] for r in runs}
         spread = seed_spread(values) if len(values) > 1 else {"seeds": list(values), "values": list(values.values())}
         return summary | {
@@ -299,11 +329,13 @@ class ExperimentResult:
             "recipe": get_recipe(self.experiment.recipe).name,
         }
 
-    def ablation(self, component: str, with_arm: str, without_arm: str, metric: str = "psnr_hole") -> dict:
+    def ablation(self, component: str, with_arm: str, without_arm: str, metric: str = "psnr_hole",
+                 benchmark: str | None = None) -> dict:
         """The paired comparison of two arms, in the schema of every chapter's ``metrics.json``."""
-        comparison = paired_comparison(self.scores(with_arm, metric), self.scores(without_arm, metric),
+        comparison = paired_comparison(self.scores(with_arm, metric, benchmark), self.scores(without_arm, metric, benchmark),
                                        higher_is_better=metric in HIGHER_IS_BETTER)
-        return {"component": component, "metric": metric, "with": with_arm, "without": without_arm,
+        return {"component": component, "metric": metric, "benchmark": benchmark or self.experiment.benchmark_masks,
+                "with": with_arm, "without": without_arm,
                 "seeds": list(self.experiment.seeds),
                 "images_seen": self.runs[with_arm, self.experiment.seeds[0]].budget["images_seen"]} | comparison
 
@@ -322,8 +354,8 @@ class ExperimentResult:
 
     def to_json(self) -> dict:
         """Everything but the per-image scores (those stay in memory), for ``metrics.json``."""
-        return {"experiment": asdict(self.experiment),
-                "runs": [{k: v for k, v in asdict(r).items() if k not in ("per_image", "losses")} for r in self.runs.values()]}
+        runs = [{k: v for k, v in asdict(r).items() if k not in ("per_image", "losses", "extra")} for r in self.runs.values()]
+        return {"experiment": asdict(self.experiment), "runs": runs}
 
 
 def load_arm(experiment: Experiment, name: str, seed: int) -> Method:

@@ -123,3 +123,23 @@ def semantic_eval(
             pred = inpaint(image * (1 - mask), mask).cpu().clamp(0, 1)
             outputs.append(mask * pred + (1 - mask) * image)
     return semantic_scores(segmenter, torch.cat(outputs), bench.labels, bench.masks)
+
+
+@torch.no_grad()
+def semantic_per_image(
+    segmenter: SceneSegmenter, inpaint: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], bench, batch_size: int = 32,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-image hole accuracy ``(N,)`` (share of hole pixels the segmenter labels correctly after
+    inpainting: a per-image score, so two models can be compared image by image) and the benchmark's
+    ``{"miou", "miou_hole"}`` (``semantic_scores``), from one pass of ``inpaint``."""
+    device = next(segmenter.parameters()).device
+    outputs, accuracy = [], []
+    for start in range(0, len(bench), batch_size):
+        image, mask = bench.images[start : start + batch_size], bench.masks[start : start + batch_size]
+        composed = mask * inpaint(image * (1 - mask), mask).cpu().clamp(0, 1) + (1 - mask) * image
+        outputs.append(composed)
+        pred = segmenter(composed.to(device)).argmax(1).cpu()                   # (B, H, W)
+        hole = mask[:, 0] > 0
+        correct = ((pred == bench.labels[start : start + batch_size]) & hole).flatten(1).sum(1)
+        accuracy.append(correct.double() / hole.flatten(1).sum(1).clamp_min(1))
+    return torch.cat(accuracy), semantic_scores(segmenter, torch.cat(outputs), bench.labels, bench.masks)

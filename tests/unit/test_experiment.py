@@ -80,3 +80,16 @@ def test_several_experiments_share_one_pool(tmp_path):
     a, b = run_experiments([short, longer], workers=2, progress=False)
     assert sorted(a.runs) == [("narrow", 0), ("narrow", 1), ("wide", 0), ("wide", 1)]
     assert list(b.runs) == [("wide", 3)] and b.runs["wide", 3].budget["images_seen"] == 8
+
+
+def test_extra_benchmark_and_semantic_scores(tmp_path):
+    exp = _experiment(tmp_path, extra_benchmarks=("boundary",), segmenter_steps=2, seeds=(0, 1))
+    result = run_experiment(exp, workers=1, progress=False)
+    run = result.runs["wide", 0]
+    assert set(run.per_image) >= {"psnr_hole", "hole_accuracy"} and set(run.summary["semantic"]) == {"miou", "miou_hole"}
+    assert result.scores("wide", "psnr_hole", "boundary").shape == (2, len(exp.benchmark(masks="boundary")))
+    assert not np.array_equal(result.scores("wide", "psnr_hole", "boundary")[0][:3], result.scores("wide")[0][:3])
+    summary = result.model_summary("wide")
+    assert "boundary" in summary["benchmarks"] and "semantic" in summary["benchmarks"]["boundary"]
+    ablation = result.ablation("depth", "wide", "narrow", metric="hole_accuracy", benchmark="boundary")
+    assert ablation["benchmark"] == "boundary" and ablation["metric"] == "hole_accuracy"

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from inpaintlib.data.scenes import NUM_CLASSES, ScenesDataset
-from inpaintlib.segmentation import SceneSegmenter, segmenter_for, semantic_eval, semantic_scores
+from inpaintlib.segmentation import SceneSegmenter, segmenter_for, semantic_eval, semantic_per_image, semantic_scores
 
 
 class _Oracle(SceneSegmenter):
@@ -54,3 +54,16 @@ def test_segmenter_is_cached_and_learns(tmp_path):
     data = ScenesDataset(16, 32, split="test").materialize()
     scores = semantic_scores(first, data["image"], data["labels"], torch.ones(16, 1, 32, 32))
     assert scores["miou"] > 1.5 / NUM_CLASSES  # clearly better than chance after 40 steps
+
+
+def test_per_image_hole_accuracy_counts_only_hole_pixels():
+    from inpaintlib.evaluate import Benchmark
+
+    bench = Benchmark.scenes(32, per_bucket=1)
+    oracle = _Oracle(bench.images, bench.labels)
+    accuracy, scores = semantic_per_image(oracle, lambda x, m: bench.images.clone(), bench)
+    assert accuracy.shape == (len(bench),) and torch.all(accuracy == 1.0) and scores == {"miou": 1.0, "miou_hole": 1.0}
+    hole = bench.masks[:, 0] > 0
+    wrong, _ = semantic_per_image(_Oracle(bench.images, bench.labels, wrong_region=hole), lambda x, m: bench.images.clone(), bench)
+    expected = ((bench.labels == 0) & hole).flatten(1).sum(1).double() / hole.flatten(1).sum(1)  # class 0 everywhere in the hole
+    assert torch.allclose(wrong, expected)
