@@ -64,13 +64,25 @@ def import_object(path: str) -> Any:
 
 @dataclass(frozen=True)
 class Arm:
-    """One model of an experiment: ``build(**kwargs)`` returns its ``Method``."""
+    """One model of an experiment: ``build(**kwargs)`` returns its ``Method``.
+
+    A string argument containing ``{seed}`` is formatted with the seed, e.g. the weights of a first stage
+    pretrained per seed (``"checkpoints/rough/seed{seed}.safetensors"``). Such an arm trains ``steps``
+    (default: the experiment's) and counts ``pretrained_images`` (the first stage's budget) in its
+    images seen, so that its total budget can equal the other arms'.
+    """
 
     name: str
     build: str
     kwargs: dict = field(default_factory=dict)
     share_init_with: str | None = None   # same-seed initial weights of this arm wherever names and shapes match
     channels_last: bool = False          # NHWC memory order (faster convolutions for some models on CPU)
+    steps: int | None = None             # training steps of this arm (None: the experiment's)
+    pretrained_images: int = 0           # images a pretrained part of it has already seen
+
+    def arguments(self, seed: int) -> dict:
+        """``kwargs`` with ``{seed}`` in string values replaced by ``seed``."""
+        return {k: v.format(seed=seed) if isinstance(v, str) and "{seed}" in v else v for k, v in self.kwargs.items()}
 
 
 @dataclass(frozen=True)
@@ -145,8 +157,8 @@ class ArmRun:
     weights: str                      # the evaluated (EMA) generator weights
 
 
-def _build(arm: Arm) -> Method:
-    method = import_object(arm.build)(**arm.kwargs)
+def _build(arm: Arm, seed: int) -> Method:
+    method = import_object(arm.build)(**arm.arguments(seed))
     if not isinstance(method, Method):
         raise TypeError(f"builder {arm.build} returned {type(method).__name__}, not an inpaintlib Method")
     return method
@@ -156,11 +168,11 @@ def build_arm(experiment: Experiment, name: str, seed: int) -> tuple[Method, flo
     """The arm's method with its seed's initial weights, and the fraction of tensors shared with its partner."""
     arm = experiment.arm(name)
     seed_everything(seed)
-    method = _build(arm)
+    method = _build(arm, seed)
     if arm.share_init_with is None:
         return method, 0.0
     seed_everything(seed)
-    partner = _build(experiment.arm(arm.share_init_with)).state_dict()
+    partner = _build(experiment.arm(arm.share_init_with), seed).state_dict()
     own = method.state_dict()
     shared = {k: v for k, v in partner.items() if k in own and own[k].shape == v.shape}
     method.load_state_dict(shared, strict=False)
@@ -193,9 +205,10 @@ def train_arm(experiment: Experiment, name: str, seed: int, progress: bool = Fal
         return evaluate(method.inpaint, curve_bench, device=device, progress=False).summary()["overall"]
 
     folder = experiment.run_dir(name, seed)
-    trainer = Trainer(method, experiment.batches(seed), experiment.steps, checkpoint_dir=folder,
-                      checkpoint_every=max(1, experiment.steps // 4), eval_fn=curve_eval,
-                      eval_every=max(1, math.ceil(experiment.steps / experiment.curve_points)), device=device,
+    steps = arm.steps or experiment.steps
+    trainer = Trainer(method, experiment.batches(seed), steps, checkpoint_dir=folder,
+                      checkpoint_every=max(1, steps // 4), eval_fn=curve_eval,
+                      eval_every=max(1, math.ceil(steps / experiment.curve_points)), device=device,
                       progress=progress, recipe=get_recipe(experiment.recipe), channels_last=arm.channels_last,
                       amp=experiment.amp)
     trainer.fit()
@@ -207,11 +220,12 @@ def train_arm(experiment: Experiment, name: str, seed: int, progress: bool = Fal
     scored = {masks: _score(method, experiment.benchmark(masks=masks), segmenter, device)
               for masks in (experiment.benchmark_masks, *experiment.extra_benchmarks)}
     main = scored.pop(experiment.benchmark_masks)
-    curve = [{"images_seen": row["images_seen"], "step": row["step"]} | row["eval"] for row in trainer.history if "eval" in row]
+    curve = [{"images_seen": row["images_seen"] + arm.pretrained_images, "step": row["step"]} | row["eval"]
+             for row in trainer.history if "eval" in row]
     return ArmRun(
         arm=name, seed=seed, per_image=main["per_image"], summary=main["summary"], extra=scored,
-        budget={"images_seen": trainer.images_seen, "train_seconds": trainer.train_seconds, "steps": trainer.step,
-                "batch_size": experiment.batch_size},
+        budget={"images_seen": trainer.images_seen + arm.pretrained_images, "pretrained_images": arm.pretrained_images,
+                "train_seconds": trainer.train_seconds, "steps": trainer.step, "batch_size": experiment.batch_size},
         curve=curve, losses=[row for row in trainer.history if "losses" in row], params=count_parameters(network),
         shared_init=shared, weights=str(weights),
     )
@@ -244,7 +258,7 @@ def run_experiment(experiment: Experiment, workers: int | None = None, progress:
 def run_experiments(experiments: list[Experiment], workers: int | None = None, progress: bool = True) -> list["ExperimentResult"]:
     """Several experiments' jobs in one pool of ``workers`` processes, the largest budgets first."""
     jobs = [(i, arm.name, seed) for i, exp in enumerate(experiments) for seed in exp.seeds for arm in exp.arms]
-    jobs.sort(key=lambda job: -experiments[job[0]].steps * experiments[job[0]].batch_size)
+    jobs.sort(key=lambda job: -(experiments[job[0]].arm(job[1]).steps or experiments[job[0]].steps))
     on_cuda = any(resolve_device(exp.device).type == "cuda" for exp in experiments)
     workers = 1 if on_cuda else min(workers or default_workers(), len(jobs))
     runs: list[dict[tuple[str, int], ArmRun]] = [{} for _ in experiments]
@@ -320,7 +334,8 @@ class ExperimentResult:
         return summary | {
             "seed_spread": {"metric": "psnr_hole"} | spread,
             "scores": {"psnr_hole": self.scores(arm).tolist()},   # (seeds, images), for paired comparisons
-            "budget": {"images_seen": runs[0].budget["images_seen"], "steps": runs[0].budget["steps"],
+            "budget": {"images_seen": runs[0].budget["images_seen"], "pretrained_images": runs[0].budget["pretrained_images"],
+                       "steps": runs[0].budget["steps"],
                        "batch_size": runs[0].budget["batch_size"], "train_images": self.experiment.train_images,
                        "boundary_fraction": self.experiment.boundary_fraction,
                        "train_seconds": float(np.mean([r.budget["train_seconds"] for r in runs]))},

