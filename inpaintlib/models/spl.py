@@ -585,3 +585,11 @@ def feature_pca_rgb(features: torch.Tensor, reference: torch.Tensor | None = Non
     x = features.detach().float().permute(0, 2, 3, 1)  # (B, h, w, C)
     proj = ((x - centre) @ axes.T - lo) / (hi - lo).clamp_min(1e-12)
     return proj.clamp(0, 1).permute(0, 3, 1, 2)
+
+
+def spl_method_from_files(teacher_checkpoint: str | None = None, **kwargs) -> SPLMethod:
+    """An :class:`SPLMethod` from JSON-able arguments, for ``inpaintlib.experiment`` (arms are data): the
+    frozen teacher is read from ``teacher_checkpoint`` (a ``save_teacher`` file; ``None`` for the
+    ablations without distillation). Other ``kwargs`` go to :class:`SPLMethod`."""
+    teacher = load_teacher(teacher_checkpoint) if teacher_checkpoint else None
+    return SPLMethod(teacher, **kwargs)

@@ -25,6 +25,7 @@ from inpaintlib.models.spl import (
     nsgan_g_loss,
     prior_learner_input,
     save_teacher,
+    spl_method_from_files,
     teacher_input,
     teacher_scores,
     train_teacher,
@@ -317,3 +318,13 @@ def test_feature_pca_recovers_a_planted_pattern_and_shares_colours():
     assert half[:, 0].max() < 1 and half[:, 0].min() > 0
     with pytest.raises(ValueError, match="equal C"):
         feature_pca_rgb(feats, reference=feats[:, :5])
+
+
+def test_spl_method_from_files_loads_the_frozen_teacher(tmp_path):
+    teacher = SceneTeacher(channels=(4, 6, 8), blocks=(1, 2, 1)).eval()
+    save_teacher(teacher, tmp_path / "teacher.safetensors")
+    method = spl_method_from_files(str(tmp_path / "teacher.safetensors"), **TINY, adv_weight=0.0)
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(method.teacher.features(x), teacher.features(x)) and method.discriminator is None
+    without = spl_method_from_files(None, use_prior=False, distill=False, **TINY)
+    assert without.teacher is None and not without.use_prior
