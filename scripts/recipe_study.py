@@ -6,22 +6,24 @@ trained for the same steps and batches under two or more recipes (``inpaintlib.r
 ``book`` (Adam 0.9/0.999, warm-up and cosine decay, EMA weights, adversarial terms off). The same seeds
 give the same batches and initial weights under every recipe, so each (model, seed) is a pair.
 
-    python scripts/recipe_study.py --models unet deepfill --seeds 0 1 2 --out runs/recipe_study
+    python scripts/recipe_study.py --models unet deepfill --seeds 0 1 2 --out runs/recipe_study --page book/recipe_study.md
 
 writes ``<out>/study.json`` (every run's per-seed scores and budget) and prints a Markdown table of
-in-hole PSNR per model and recipe with the paired difference to the first recipe and its 95 % interval.
+in-hole PSNR per model and recipe with the paired difference to the first recipe and its 95 % interval;
+``--page`` also writes it as a page of the book, with the machine, commit and load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import torch
 
-from inpaintlib.config import preset_values
+from inpaintlib.config import REPO_ROOT, preset_values
 from inpaintlib.experiment import Arm, Experiment, run_experiment
 from inpaintlib.recipe import RECIPES, Recipe, get_recipe
 from inpaintlib.stats import paired_differences, paired_interval, verdict
@@ -91,8 +93,13 @@ def main() -> None:
     parser.add_argument("--eval-per-bucket", type=int, default=50)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/recipe_study"))
+    parser.add_argument("--page", type=Path, default=None, help="also write the table as a book page here")
     args = parser.parse_args()
 
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.run_all import load_average, provenance
+
+    machine, load_start = provenance(torch.device("cpu"), quick=False), load_average()
     results, started = {}, time.time()
     for recipe_name in args.recipes:
         recipe = study_recipe(recipe_name)
@@ -122,9 +129,26 @@ def main() -> None:
         table.append(f"| {model} | " + " | ".join(cells) + " |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "study.json").write_text(json.dumps(record, indent=2))
+    caption = (f"In-hole PSNR (dB) on {args.eval_per_bucket * 6} benchmark images, mean ± seed standard deviation over "
+               f"seeds {args.seeds}; every model trained {args.steps} steps of {args.batch_size} images "
+               f"({args.train_images} training scenes) under each recipe, each seed giving both recipes the same "
+               f"batches and initial weights. Intervals: paired over seeds and images (`inpaintlib.stats`).")
     print("\n".join(table))
-    print(f"in-hole PSNR (dB), mean ± seed std over seeds {args.seeds}; {args.steps} steps x {args.batch_size} images; "
-          f"{args.eval_per_bucket * 6} benchmark images; {time.time() - started:.0f} s")
+    print(caption, f"{time.time() - started:.0f} s")
+    if args.page:
+        machine |= {"mode": f"{len(args.seeds)} seeds", "load average at start": load_start,
+                    "load average at end": load_average(), "wall time": f"{time.time() - started:.0f} s"}
+        lines = ["# The recipe study", "",
+                 "Does the book's training recipe (`book`: Adam 0.9/0.999, learning rate 2e-3 with warm-up and cosine "
+                 "decay, EMA weights, no adversarial terms) train each model at least as well as its paper's recipe "
+                 "(`paper`: the paper's betas, the chapter's constant learning rate, last weights, the preset's "
+                 "adversarial weight)? Each model is built with its chapter's `cpu` preset. Produced by",
+                 "", "```bash", "python scripts/recipe_study.py " + " ".join(
+                     f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                     for k, v in vars(args).items() if k not in ("out", "page", "workers") and v is not None), "```", "",
+                 caption, "", *table, "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in machine.items()), ""]
+        args.page.write_text("\n".join(lines))
+        print(f"wrote {args.page}")
 
 
 if __name__ == "__main__":
