@@ -1,4 +1,5 @@
-"""Plain-loop reference of Coherent Semantic Attention, a literal reading of spec 2.3 (csa.md).
+"""Plain-loop reference of Coherent Semantic Attention, a literal reading of the official ``CSAFunction.forward``
+(KumapowerLIU/CSA-inpainting, ``models/CSAFunction.py``), as described in ``inpaintlib/attention/csa.py``.
 
 Per sample and per position in raster order, like the official ``CSAFunction.forward``: keys are
 normalised one by one, each query is scored against all known keys, each hole pixel mixes the

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# (row offset, column offset, bit weight), clockwise from the top-right neighbour (spec table)
+# (row offset, column offset, bit weight), clockwise from the top-right neighbour [official code] ``main.py::MyDataset.load_lbp``
 NEIGHBOURS = ((-1, 1, 1), (0, 1, 2), (1, 1, 4), (1, 0, 8), (1, -1, 16), (0, -1, 32), (-1, -1, 64), (-1, 0, 128))
 
 

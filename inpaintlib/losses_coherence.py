@@ -1,10 +1,9 @@
 """The two coherence losses of "Image Inpainting Guided by Coherence Priors of Semantics and Textures".
 
 Liao et al. (CVPR 2021) tie semantics to the inpainted image with a global *structure* coherence loss
-and a local *texture* coherence loss **[paper]** (known from the reading notes: two conditional
-discriminators D_t and D_s for structure; affinities of generated patches to known patches of the
-same class for texture). The paper's method sections could not be read and no official code exists,
-so the formulas here are **[our reconstruction]** (spec ``shared/papers/coherence_priors.md``):
+and a local *texture* coherence loss **[paper]** (two conditional discriminators D_t and D_s for
+structure; affinities of generated patches to known patches of the same class for texture). The paper's method sections could not be read and no official code exists,
+so the formulas here are **[our reconstruction]**:
 
 - structure coherence (hinge): D_t sees cat(image, segmentation): real (I, S), fake (Î, S);
   D_s sees cat(segmentation, image): real (S, I), fake (Ŝ, Î). Generator: -E[D_t(Î, S)] - E[D_s(Ŝ, Î)].

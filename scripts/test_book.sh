@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the book at the smoke preset, offline assets included, and test it in headless Chromium
-# (tests/book). The smoke runs go to runs/ (or $BOOK_RUNS_DIR) and are reused while nothing changed.
+# (tests/book: every page at a desktop and a phone width, then chapter 4 run in JupyterLab at smoke). The smoke runs go to runs/ (or $BOOK_RUNS_DIR) and are reused while nothing changed.
 # Needs Debian's chromium and npm; as root it installs them when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,9 +5,9 @@ Each hole pixel of the foreground ``f`` is rebuilt as a softmax-weighted sum of 
 the matching 4x4 patches of the full-resolution features are pasted back with a transposed convolution.
 Matching is an inner product with L2-normalised background patches (the foreground is not normalised).
 
-Line references ``l.N`` point to ``inpaint_ops.py`` of JiahuiYu/generative_inpainting v1.0.0
-(``contextual_attention``, l.216-324) as listed in ``shared/papers/deepfill_contextual_attention.md``;
-"neuralgym" refers to ``neuralgym/ops/layers.py`` (``resize``).
+Line references ``l.N`` point to ``inpaint_ops.py`` of the official code, JiahuiYu/generative_inpainting
+v1.0.0 (https://github.com/JiahuiYu/generative_inpainting, ``contextual_attention``, l.216-324);
+"neuralgym" refers to ``neuralgym/ops/layers.py`` (``resize``) of JiahuiYu/neuralgym.
 
 Grids and sizes used in the shapes below (for the model: H = W = 64, rate = 2, stride = 1):
 

@@ -4,7 +4,7 @@ CSA fills each hole position of a feature map with the known 1x1 feature patch t
 then, walking over the hole positions in raster order, mixes every generated patch with the previous
 generated one, so that neighbouring hole patches stay coherent.
 
-Notation (spec 2.3; ``N = H*W``, ``q`` / ``p`` raster positions, ``K`` the known positions):
+Notation (``N = H*W``, ``q`` / ``p`` raster positions, ``K`` the known positions):
 
 - search   [official code ``NonparametricShift``, ``MaxCoord``]:
   ``s[j, q] = <F_q, F_j / (||F_j|| + 1e-8)>`` for known ``j``; ``idx[q] = argmax_j s[j, q]``,
@@ -264,7 +264,7 @@ def csa_generate(
     clamp_weights: bool = False,
     return_attention: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """Coherent generation over the hole positions in raster order, all samples at once (spec 2.3).
+    """Coherent generation over the hole positions in raster order, all samples at once (see the module docstring).
 
     Args:
         features: (B,C,H,W) F (u_t = F at the t-th hole position).
@@ -329,13 +329,13 @@ def coherent_semantic_attention(
     clamp_weights: bool = False,
     return_trace: bool = False,
 ) -> Tensor | tuple[Tensor, CSATrace]:
-    """CSA layer: search + coherent generation (spec 2.3); output replaces the feature (no residual).
+    """CSA layer: search + coherent generation (module docstring); output replaces the feature (no residual).
 
     Args:
         features: (B,C,H,W), the raw (pre-norm) feature, e.g. 512x32x32 for a 256 image [official code].
         mask_feat: (1 or B,1,H,W) in {0,1}, 1 = hole, e.g. from :func:`feature_mask`; per-sample masks
             are allowed (the official code uses one mask for the batch). Each sample needs a known position.
-        gradient: "autograd" (true gradient) or "official" (identity + truncated W^T, spec 2.4).
+        gradient: "autograd" (true gradient) or "official" (identity + truncated W^T, [official code] ``CSAFunction.backward``).
         clamp_weights: see :func:`csa_generate`.
         return_trace: also return a :class:`CSATrace` of maps for pictures.
     Returns:

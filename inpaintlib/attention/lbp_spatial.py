@@ -27,8 +27,8 @@ the fusion weights) [our reconstruction]. ``backward="official"`` reproduces the
 (``ctx.ind[i]`` for i >= k holds (hole query, selected *hole* position) pairs, and the loop in ``backward`` adds
 all 2k of them to the gradient of its second input), the hole -> hole selections send their gradient into the
 ``known`` (encoder) tensor at the selected *hole* positions, never into ``generated``, whose values were copied.
-So the spec's "routes even the hole->hole selections to ``known`` positions" is right about the tensor, but the
-positions receiving that gradient are hole positions.
+So the hole -> hole selections do route their gradient into the ``known`` tensor, but the positions receiving
+that gradient are hole positions.
 """
 
 from dataclasses import dataclass

@@ -2,9 +2,9 @@
 
 Contextual attention (DeepFill v1) lets a hole pixel copy features from any known patch that looks
 alike. Holes that cross a class boundary then mix textures: a sky pixel may copy a similar-looking
-patch of water. The semantic gate keeps only sources of the query's own class, the idea the reading
-notes give for SWAP (coherence priors, Liao et al. CVPR 2021) **[paper]**; the formulas below are
-**[our reconstruction]** (spec ``shared/papers/coherence_priors.md``, "SWAP"), built on the verified
+patch of water. The semantic gate keeps only sources of the query's own class, the idea of SWAP
+(coherence priors, Liao et al. CVPR 2021: it borrows texture only from regions of the same semantic class)
+**[paper]**; the formulas below are **[our reconstruction]**, built on the verified
 pieces of :mod:`inpaintlib.attention.contextual` and on PEN-Net's attention transfer
 (researchmm/PEN-Net-for-Inpainting, ``AtnConv``) **[official code]**.
 

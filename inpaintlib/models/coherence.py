@@ -1,11 +1,11 @@
 """Inpainting guided by coherence priors of semantics and textures (Liao et al., CVPR 2021).
 
-Known from the reading notes **[paper]**: a shared trunk whose decoder has, at every scale, an image
+Known from the paper **[paper]**: a shared trunk whose decoder has, at every scale, an image
 head and a segmentation head that jointly constrain the shared features; SWAP (semantic-wise
 attention propagation) between scales, borrowing texture only from regions of the same class and
 refining it scale by scale; a structure coherence loss (two conditional discriminators D_t, D_s) and
 a non-local patch coherence loss. No official code exists and the method sections could not be read,
-so the modules are **[our reconstruction]** (spec ``shared/papers/coherence_priors.md``):
+so the modules are **[our reconstruction]**:
 
 - SWAP: semantic-gated contextual attention (:mod:`inpaintlib.attention.semantic`) computed on the
   decoder features of scale s with the gate from that scale's segmentation head, propagated to the
@@ -198,7 +198,7 @@ class CoherenceInpainter(CoherenceGenerator):
 
 
 class CoherenceMethod(Method):
-    """Training recipe [our reconstruction, placeholder weights from the spec]:
+    """Training recipe [our reconstruction, with placeholder weights of ours, not the paper's]:
 
     sum over scales (hole_weight L1_hole + valid_weight L1_valid + seg_weight CE)
     + structure_weight (-E[D_t(Î, S)] - E[D_s(Ŝ, Î)]) + nonlocal_weight L_nonlocal(φ(Î), φ(I)).

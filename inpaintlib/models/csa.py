@@ -1,6 +1,7 @@
 """CSA inpainting (Liu et al., ICCV 2019): a rough U-Net, then a refinement U-Net with the CSA layer.
 
-The pipeline of the official ``models/CSA.py`` (spec ``shared/papers/csa.md`` 2.1-2.5), scaled down:
+The pipeline of ``models/CSA.py`` in the official code (https://github.com/KumapowerLIU/CSA-inpainting),
+scaled down:
 
 - **rough net** [official code ``netP``, pix2pix U-Net]: :class:`~inpaintlib.models.unet.UNetInpainter`
   on ``image * (1 - mask)`` and the mask; its output fills the hole of the input of
@@ -15,7 +16,8 @@ The pipeline of the official ``models/CSA.py`` (spec ``shared/papers/csa.md`` 2.
 - **two critics** [official code]: a patch discriminator on the image and a patch discriminator on the
   HED-VGG16 features, trained with the relativistic average LSGAN loss of the official ``GANLoss``.
 
-Official defects (``shared/design.md`` section 10) are options, off by default:
+Official defects that change what is learned are options, off by default (the book follows the paper's
+intent and shows the official behaviour as an option):
 ``official_consistency_no_grad`` (the official consistency loss is added as a fresh leaf, so it never
 reaches the generator), ``official_feature_gan_no_grad`` (the feature critic's generator term is
 computed on ``fake_B.data``), ``official_fixed_mask`` (the CSA layer keeps the feature mask of its first
@@ -66,10 +68,10 @@ class AttentionSlot(nn.Module):
     """The pluggable attention of the refinement encoder: ``(B,C,h,w), (B,1,h,w) -> (B,C,h,w)``.
 
     ``"csa"``: :class:`CoherentSemanticAttention`; ``"contextual"``: DeepFill's contextual attention as
-    self-attention (``f = b``), ``rate=1`` so that it matches on the same grid as CSA [our choice];
+    self-attention (``f = b``), ``rate=1`` so that it matches on the same grid as CSA [our reconstruction];
     ``"none"``: identity. Both attentions replace the feature (no residual), as in their official code.
     Attention runs in float32 outside autocast (the CSA recurrence divides by ``D_ad + D_max``).
-    A sample whose feature mask is all hole is treated as all known (copied through) [our choice],
+    A sample whose feature mask is all hole is treated as all known (copied through) [our reconstruction],
     since both attentions need a known position.
     """
 
@@ -140,7 +142,7 @@ class RefinementUNet(nn.Module):
 
     Level i runs at ``H / 2**(i+1)`` with ``channels[i]`` channels; level i is LeakyReLU -> conv 4x4 s2
     -> [attention at ``attention_level``] -> norm (as :class:`DownBlock`; the official level adds a dilated
-    conv and a 3x3 conv, spec 2.1). The decoder mirrors :class:`UNetInpainter`; its feature at the
+    conv and a 3x3 conv, [official code] ``UnetSkipConnectionBlock_3`` in ``models/networks.py``). The decoder mirrors :class:`UNetInpainter`; its feature at the
     attention level (``decoder_feature``, after the up block's norm, before the skip concatenation) is
     the official ``InnerCos2`` tap, the attention output (``encoder_feature``, pre-norm) the ``InnerCos`` tap.
     Output: ``(out + 1) / 2`` of the last conv, no tanh (unbounded, as the official netG).

@@ -7,7 +7,7 @@ that copies features from the known region with contextual attention
 on the known pixels, and a global + a local critic.
 
 [official code] refers to ``InpaintCAModel`` in ``inpaint_model.py`` of JiahuiYu/generative_inpainting
-v1.0.0 (spec ``shared/papers/deepfill_contextual_attention.md`` sections 1.2-1.3); layers are named as
+v1.0.0 (https://github.com/JiahuiYu/generative_inpainting, ``build_inpaint_net``); layers are named as
 there (conv1..conv17 for stage 1, xconv* for the dilated branch, pmconv* for the attention branch,
 allconv* after the concatenation).
 
@@ -95,7 +95,7 @@ def generator_layer_specs(
     Keys: "coarse" (stage 1), "dilated_branch", "attention_branch" (before the attention layer),
     "after_attention", "merge" (after the concatenation). Each stride-2 level doubles the width, so the
     bottleneck has ``cnum * 2**num_downsamples`` channels; with cnum 32 and 2 levels the lists are the
-    official ones (spec section 1.2, [official code] ``build_inpaint_net``).
+    official ones ([official code] ``build_inpaint_net``).
     """
     if cnum < 2 or num_downsamples < 1:
         raise ValueError(f"cnum must be >= 2 and num_downsamples >= 1; got {cnum} and {num_downsamples}")
@@ -278,7 +278,7 @@ def spatial_discount(mask: Tensor, gamma: float = 0.9) -> Tensor:
     """Loss weights (B, 1, H, W): gamma ** (d - 1) in the hole, d = distance to the nearest known pixel; 0 outside.
 
     [paper] "gamma^l, where l is the distance of the pixel to the nearest known pixel"; [official code]
-    (spec 1.3) computes max(gamma^min(i, H-i), gamma^min(j, W-j)) over the box, i.e. gamma^(distance to
+    (``spatial_discounting_mask`` in ``inpaint_ops.py``) computes max(gamma^min(i, H-i), gamma^min(j, W-j)) over the box, i.e. gamma^(distance to
     the box edge), so a box's edge pixels (d = 1 here) get weight 1 in both. gamma: official config
     0.9, paper 0.99.
     """
@@ -292,7 +292,7 @@ def spatially_discounted_l1(pred: Tensor, target: Tensor, mask: Tensor, gamma: f
                             weight: Tensor | None = None) -> Tensor:
     """sum(|pred - target| * w) / (C * number of hole pixels), w = :func:`spatial_discount`.
 
-    [official code] (spec 1.3): a mean over the box of |gt - x| * w (normalised by the count, not by sum(w)).
+    [official code] (``inpaint_model.py``): a mean over the box of |gt - x| * w (normalised by the count, not by sum(w)).
     ``weight``: ``spatial_discount(mask, gamma)`` when the caller already has it (both stages share it).
     """
     if weight is None:
@@ -335,9 +335,9 @@ def crop_windows(x: Tensor, offsets: Tensor, size: int) -> Tensor:
 class DeepFillCritic(nn.Module):
     """v1 critic: n x [conv 5x5 stride 2 'SAME' + LeakyReLU 0.2], flatten, dense -> (B, 1) scores.
 
-    (B, in_channels, S, S) with S = ``input_size`` -> (B, 1). [official code] (spec 1.3): local critic
+    (B, in_channels, S, S) with S = ``input_size`` -> (B, 1). [official code] (``inpaint_model.py``): local critic
     64/128/256/512 on the 128 x 128 box, global critic 64/128/256/256 on the image, no normalisation
-    (WGAN-GP). ``spectral=True`` wraps every layer in spectral norm (for the hinge loss, [our choice]).
+    (WGAN-GP). ``spectral=True`` wraps every layer in spectral norm (for the hinge loss, [our reconstruction]).
     """
 
     def __init__(self, channels: Sequence[int], input_size: int, in_channels: int = 3, spectral: bool = True):
@@ -366,7 +366,7 @@ class DeepFillCritic(nn.Module):
 def masked_gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, mask: Tensor) -> Tensor:
     """WGAN-GP penalty restricted to the hole: mean over samples of (sqrt(sum(grad^2 * mask)) - 1)^2.
 
-    real, fake (B, C, H, W), mask (B, 1, H, W). [official code] neuralgym ``gradients_penalty`` (spec 1.3):
+    real, fake (B, C, H, W), mask (B, 1, H, W). [official code] neuralgym ``gradients_penalty``:
     interpolate with alpha ~ U(0, 1) per sample, gradient of the critic at the interpolate, slope over
     hole pixels only. Keeps the graph so the penalty trains the critic.
     """
@@ -378,7 +378,7 @@ def masked_gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, mask:
 
 
 class DeepFillMethod(Method):
-    """DeepFill v1 training recipe (spec 1.3) with the choices named in the module docstring.
+    """DeepFill v1 training recipe (``build_graph_with_losses`` in ``inpaint_model.py``) with the choices named in the module docstring.
 
     Generator loss [official code]: ``adv_weight * adv + l1_weight * (coarse_weight * DL1(x1) + DL1(x2))
     + ae_weight * (coarse_weight * L1_known(x1) + L1_known(x2))``, DL1 = spatially discounted L1 in the

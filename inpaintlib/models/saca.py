@@ -1,8 +1,8 @@
 """SACA, "semantic-aware contextual attention": our reconstruction, not the paper's method.
 
-The SACA paper (ICASSP 2021, from the Wuhan University group of Liao et al.) could not be identified;
-the reading notes say only that SACA is applied to both the high-level and the low-level feature maps
-of the model (spec ``shared/papers/saca.md``). Everything below is therefore **[our reconstruction]**,
+The SACA paper (ICASSP 2021, from the group of Liao et al.) could not be identified; the one fact known
+of it, second-hand (a summary of its figures, not its text), is that SACA is applied to both the
+high-level and the low-level feature maps of the model. Everything below is therefore **[our reconstruction]**,
 built from verified parts:
 
 - attention on the deep (high-level, H/4) map: 3x3 cosine patches, softmax scale 10, hole sources

@@ -7,8 +7,7 @@ Module (SCEM) judges where that segmentation is unreliable; those regions go bac
 are inferred again at the next, finer scale. Losses: L1 on the image, cross-entropy on the
 segmentation, adversarial. No official code exists.
 
-Everything below the module names and their roles is [our reconstruction] (spec
-``shared/papers/sge_net.md``):
+Everything below the module names and their roles is [our reconstruction]:
 
 - Encoder to ``size / 2^(L-1)``; decoder levels back to full size. The last ``num_scales`` levels
   are *output scales*: each predicts an image and K class logits. A segmentation head on the

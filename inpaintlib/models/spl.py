@@ -6,8 +6,8 @@ predict ``f_T``, hole included (a masked-weighted L1 distillation loss). Its las
 ``layout``, conditions the *image restoration branch* through SPADE blocks, so the generator knows
 which class should continue into the hole.
 
-[official code] = WendongZh/SPL (``networks.py``, ``rn.py``, ``main.py``, ``models_inpaint.py``),
-spec ``papers/spl.md``. Choices of ours, each repeated where it is made:
+[official code] = WendongZh/SPL (https://github.com/WendongZh/SPL: ``networks.py``, ``rn.py``, ``main.py``,
+``models_inpaint.py``). Choices of ours, each repeated where it is made:
 
 - the teacher is a small TResNet-like CNN trained in the book on clean Scenes multi-labels (the
   official TResNet-L OpenImages weights cannot be downloaded here); ``load_teacher`` reads a

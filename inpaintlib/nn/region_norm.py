@@ -6,7 +6,7 @@ the known pixels are not polluted by whatever fills the hole. SPL (Zhang et al.,
 RN-B in its image encoder, RN-L in its decoder, and SPADE (Park et al., CVPR 2019) blocks in its
 middle, conditioned on the learned semantic prior.
 
-[official code] = ``rn.py`` and ``networks.py`` of WendongZh/SPL (spec ``papers/spl.md`` 1.3).
+[official code] = ``rn.py`` and ``networks.py`` of WendongZh/SPL (https://github.com/WendongZh/SPL).
 SPADE itself is ``inpaintlib.nn.spade.SPADE`` (shared with the SGE-Net chapter); with instance norm and
 the default initialisation it is the official SPL ``SPADE``: ``IN(x) * (1 + gamma(L)) + beta(L)``,
 ``gamma, beta = conv3(ReLU(conv3(L)))``, hidden width 128, layout resized by nearest.

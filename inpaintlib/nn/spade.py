@@ -6,7 +6,7 @@ and shift every pixel by maps predicted from a segmentation ``S``:
     out = norm(x) * (1 + gamma(S)) + beta(S)
 
 with ``gamma, beta = conv3x3(ReLU(conv3x3(S)))`` (one shared hidden layer, then one conv each)
-[SPADE official code]. SGE-Net's Semantic Guidance Module modulates the inpainting features by the
+[official code: NVlabs/SPADE]. SGE-Net's Semantic Guidance Module modulates the inpainting features by the
 previous scale's soft segmentation this way [our reconstruction: the SGE-Net paper names the module
 and its role; the SPADE wiring, the instance norm and the hidden width are ours].
 """

@@ -1,7 +1,8 @@
 """Tests of inpaintlib.attention.contextual against an independent plain-loop reference.
 
-``reference_contextual_attention`` below is a literal, loop-by-loop reading of the spec
-(shared/papers/deepfill_contextual_attention.md, section 1.1) in float64 numpy. It shares no code
+``reference_contextual_attention`` below is a literal, loop-by-loop reading of the official
+``contextual_attention`` (JiahuiYu/generative_inpainting v1.0.0, ``inpaint_ops.py`` l.216-324), step by step as
+listed in ``inpaintlib/attention/contextual.py``, in float64 numpy. It shares no code
 with the library; ``benchmarks/bench_attention.py`` imports it from here to time it.
 """
 
@@ -105,7 +106,7 @@ def _diagonal_sum(matrix: np.ndarray, taps: list[int]) -> np.ndarray:
 
 
 def _reference_fuse(scores: np.ndarray, query_hw: tuple[int, int], key_hw: tuple[int, int], fuse_k: int) -> np.ndarray:
-    """Spec step 5: diagonal sum in row-major order, then in column-major order of both grids."""
+    """Step 5 (score fusion): diagonal sum in row-major order, then in column-major order of both grids."""
     taps = [a - (fuse_k - 1) // 2 for a in range(fuse_k)]
     first = _diagonal_sum(scores, taps)
     (qh, qw), (kh, kw) = query_hw, key_hw
@@ -299,7 +300,7 @@ def test_module_wrapper_matches_function():
 
 
 # ----------------------------------------------------------------------------------------------
-# Properties of the spec
+# Properties of the official layer
 # ----------------------------------------------------------------------------------------------
 
 

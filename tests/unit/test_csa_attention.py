@@ -134,7 +134,7 @@ def test_module_matches_function() -> None:
 
 
 def test_official_backward_is_identity_plus_truncated_attention_transpose() -> None:
-    """Hand rule of spec 2.4: grad_in[:, p] = g[:, p] + sum_q int(W[q, p]) g[:, q], W truncated towards 0."""
+    """Hand rule of the official CSAFunction.backward: grad_in[:, p] = g[:, p] + sum_q int(W[q, p]) g[:, q], W truncated towards 0."""
     signed = torch.tensor([[[-1.0, 2.0, 2.0], [-1.0, 0.0, 2.0]], [[-3.0, 2.0, -1.0], [3.0, -1.0, 2.0]]])
     positive = torch.tensor([[[1.0, 1.0, 0.0], [1.0, 0.1, 0.5]], [[0.0, 0.1, 1.0], [1.0, 1.0, 0.6]]])
     features = torch.stack([signed, positive]).double()  # (2,2,2,3), non-square

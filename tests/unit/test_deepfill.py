@@ -1,4 +1,4 @@
-"""Tests of inpaintlib.models.deepfill against the spec's layer table, plain-loop references and hand-computed values."""
+"""Tests of inpaintlib.models.deepfill against the official layer table, plain-loop references and hand-computed values."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _random_masks(batch: int, size: int, seed: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# Architecture: the spec's table (section 1.2), typed by hand
+# Architecture: the official layer table (build_inpaint_net of JiahuiYu/generative_inpainting v1.0.0), typed by hand
 # ----------------------------------------------------------------------------------------------
 
 E, R, N = "elu", "relu", None

@@ -44,15 +44,15 @@ def _batch(b: int = 2, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]
             "present": (torch.rand(b, 7, generator=g) > 0.5).float()}
 
 
-def test_official_sizes_match_the_hand_count_of_the_spec():
-    # spec 1.3/1.4: G about 45.60 M parameters, D 2,763,776 (five bias-free convs).
+def test_official_sizes_match_a_hand_count_of_the_official_networks():
+    # Counted by hand from WendongZh/SPL networks.py: G about 45.60 M parameters, D 2,763,776 (five bias-free convs).
     assert round(count_parameters(SPLGenerator()) / 1e6, 2) == 45.60
     assert count_parameters(SPLDiscriminator()) == 3 * 64 * 16 + 64 * 128 * 16 + 128 * 256 * 16 + 256 * 512 * 16 + 512 * 16
 
 
 def test_discriminator_patch_sizes():
     d = SPLDiscriminator((2, 2, 2, 2))
-    assert d(torch.rand(1, 3, 256, 256)).shape == (1, 1, 30, 30)  # spec 1.4
+    assert d(torch.rand(1, 3, 256, 256)).shape == (1, 1, 30, 30)  # 256 px -> 30 x 30 patch logits
     assert d(torch.rand(1, 3, 64, 64)).shape == (1, 1, 6, 6)
 
 

@@ -12,7 +12,7 @@ def test_shapes_range_and_parameter_count():
     image, mask = torch.rand(2, 3, 64, 64), (torch.rand(2, 1, 64, 64) > 0.7).float()
     out = gen(image * (1 - mask), mask)
     assert out.shape == (2, 3, 64, 64) and 0 <= out.min() and out.max() <= 1
-    assert 1_000_000 < count_parameters(gen) < 3_000_000  # the ~1.5M "cheap default" of the spec
+    assert 1_000_000 < count_parameters(gen) < 3_000_000  # the ~1.5M "cheap default" of the U-Net baseline
 
 
 def test_hole_content_is_invisible_to_the_model():
