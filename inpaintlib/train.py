@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from inpaintlib import distributed as dist_utils
-from inpaintlib.recipe import Recipe
+from inpaintlib.recipe import Recipe, get_recipe
 
 Batch = dict[str, torch.Tensor]
 CHECKPOINT_NAME = "latest.safetensors"
@@ -169,7 +169,7 @@ class Trainer:
     only the generator of such methods.
     ``distributed``: data parallel over an initialised process group (``inpaintlib.distributed``):
     each rank trains on its slice of ``batches(step)``, gradients are averaged, rank 0 writes and evaluates.
-    ``recipe``: betas, learning-rate schedule and EMA (``inpaintlib.recipe``); ``None`` keeps each
+    ``recipe``: betas, learning-rate schedule and EMA (a ``Recipe`` or its name, ``inpaintlib.recipe``); ``None`` keeps each
     optimiser as the method built it, at a constant learning rate. With an EMA, evaluations score the
     averaged weights, checkpoints hold both, and after ``fit`` the method holds the averaged weights
     (calling ``fit`` again with more steps continues from the raw ones).
@@ -193,9 +193,11 @@ class Trainer:
     channels_last: bool = False
     compile: bool | tuple[str, ...] = False
     distributed: bool = False
-    recipe: Recipe | None = None
+    recipe: Recipe | str | None = None
 
     def __post_init__(self) -> None:
+        if self.recipe is not None:
+            self.recipe = get_recipe(self.recipe)
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.amp_dtype not in AMP_DTYPES:

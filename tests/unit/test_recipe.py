@@ -132,3 +132,13 @@ def test_recipe_learning_rate_replaces_the_methods(batches):
     Trainer(method, batches, 3, recipe=Recipe("lr", lr=0.25), progress=False).fit()
     assert method.lrs == [0.25, 0.25, 0.25]
     assert get_recipe(Recipe("x")) == Recipe("x")
+
+
+def test_the_trainer_takes_a_recipe_by_name():
+    from inpaintlib.models.unet import UNetMethod
+    from inpaintlib.train import Trainer
+
+    trainer = Trainer(UNetMethod((8, 16)), lambda step: None, 0, progress=False, recipe="book")
+    assert trainer.recipe is get_recipe("book")
+    with pytest.raises(ValueError, match="unknown recipe 'fast'"):
+        Trainer(UNetMethod((8, 16)), lambda step: None, 0, progress=False, recipe="fast")

@@ -44,13 +44,7 @@ CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 CONTROL = re.compile(r"\bwidgets\.(?:interact\w*|\w*Slider|Dropdown|Checkbox|ToggleButtons?|RadioButtons|Select\w*|Text|Button|Play)\b|\bpixel_picker\(")
 
 # files owned by others that still fail a check: {path: checks it is exempt from}; empty it as they are fixed
-NOT_YET = {
-    "notebooks/00_data_and_masks.ipynb": {"set-up", "getsource"},
-    "notebooks/01_unet_baseline.ipynb": {"outside", "tags", "set-up", "getsource"},
-    "notebooks/02_contextual_attention.ipynb": {"outside", "tags", "set-up", "getsource", "widgets"},
-    "notebooks/09_comparison.ipynb": {"set-up"},
-    "README.md": {"outside"},
-}
+NOT_YET: dict[str, set[str]] = {}
 
 
 def _exempt(path: Path, check: str) -> bool:

@@ -35,9 +35,9 @@ def test_a_short_training_run_beats_the_untrained_model():
     bench = Benchmark.scenes(32, per_bucket=2)
     method = UNetMethod((16, 32, 64))
     before = evaluate(method.eval().inpaint, bench, progress=False).summary()["overall"]["l1_hole"]
-    Trainer(method, batches, 60, progress=False).fit()
+    Trainer(method, batches, 60, progress=False, recipe="book").fit()
     after = evaluate(method.inpaint, bench, progress=False).summary()["overall"]["l1_hole"]
-    assert after < 0.7 * before
+    assert after < 0.75 * before  # 0.68 on the book's machine: a quarter of the hole error gone in 60 steps
 
 
 def test_adversarial_variant_has_a_discriminator_and_trains():
