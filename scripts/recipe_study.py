@@ -52,9 +52,10 @@ def model_arm(model: str, recipe: Recipe, image_size: int) -> Arm:
         return Arm(model, "inpaintlib.models.sge:SGEMethod", kwargs | {"adv_weight": recipe.adversarial_weight(p["adv_weight"])})
     if model == "coherence":
         p = preset_values("05_coherence_priors", "cpu")
-        kwargs = _keep(p, "cnum", "swap_levels", "fusion", "seg_weight", "nonlocal_mode", "lr", "gate",
-                       "structure_weight", "nonlocal_weight")
-        return Arm(model, "inpaintlib.models.coherence:CoherenceMethod", kwargs | {"chunk_size": p["attention_chunk"]})
+        kwargs = _keep(p, "cnum", "swap_levels", "fusion", "seg_weight", "nonlocal_mode", "lr", "gate", "nonlocal_weight")
+        return Arm(model, "inpaintlib.models.coherence:CoherenceMethod",
+                   kwargs | {"chunk_size": p["attention_chunk"],
+                             "structure_weight": recipe.adversarial_weight(p["structure_weight"])})
     if model == "saca":
         p = preset_values("06_saca", "cpu")
         kwargs = _keep(p, "cnum", "levels", "gate", "seg_weight", "lr")
@@ -63,7 +64,7 @@ def model_arm(model: str, recipe: Recipe, image_size: int) -> Arm:
     if model == "lbp":
         p = preset_values("08_lbp", "cpu")
         kwargs = _keep(p, "image_channels", "lbp_channels", "disc_channels", "top_t", "lbp_training", "hed_losses", "lr")
-        return Arm(model, "inpaintlib.models.lbp:LBPMethod", kwargs)
+        return Arm(model, "inpaintlib.models.lbp:LBPMethod", kwargs | {"adv_weight": recipe.adversarial_weight(p["adv_weight"])})
     raise ValueError(f"unknown model {model!r}")
 
 
