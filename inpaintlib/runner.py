@@ -419,18 +419,10 @@ def _leftover_pid(folder: Path, kind: str) -> int | None:
     return int(pid) if head and pid.isdigit() else None
 
 
-def _tidy_leftovers(final: Path, adopt: bool) -> Path | None:
-    """Clean up what killed or failed runs of ``final`` left, and return the folder to resume from.
-
-    A ``.<name>.old-<pid>`` of a dead process (a replacement cut short) is put back when ``final`` is
-    missing, else deleted. The ``.<name>.partial-<pid>`` folders of dead processes and ``<name>.failed``
-    are candidates to resume from (the newest wins when ``adopt``); the others are deleted. A partial
-    folder of a live process means the same run is being executed now: that is refused.
-    """
-    parent = final.parent
-    if not parent.is_dir():
-        return None
-    for old in parent.glob(f".{final.name}.old-*"):
+def _restore_aside(final: Path) -> None:
+    """A ``.<name>.old-<pid>`` of a dead process (a replacement cut short) is put back when ``final``
+    is missing, else deleted."""
+    for old in final.parent.glob(f".{final.name}.old-*"):
         pid = _leftover_pid(old, "old")
         if pid is None or pid == os.getpid() or _pid_alive(pid):
             continue
@@ -438,6 +430,20 @@ def _tidy_leftovers(final: Path, adopt: bool) -> Path | None:
             old.rename(final)
         else:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _tidy_leftovers(final: Path, adopt: bool) -> Path | None:
+    """Clean up what killed or failed runs of ``final`` left, and return the folder to resume from.
+
+    Replacements cut short are undone (:func:`_restore_aside`). The ``.<name>.partial-<pid>`` folders
+    of dead processes and ``<name>.failed`` are candidates to resume from (when ``adopt``, the newest
+    one holding checkpoints wins); the others are deleted. A partial
+    folder of a live process means the same run is being executed now: that is refused.
+    """
+    parent = final.parent
+    if not parent.is_dir():
+        return None
+    _restore_aside(final)
     candidates = []
     for partial in parent.glob(f".{final.name}.partial-*"):
         pid = _leftover_pid(partial, "partial")
@@ -449,7 +455,7 @@ def _tidy_leftovers(final: Path, adopt: bool) -> Path | None:
     failed = final.with_name(final.name + ".failed")
     if failed.is_dir():
         candidates.append(failed)
-    candidates.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    candidates.sort(key=lambda p: ((p / "checkpoints").is_dir(), p.stat().st_mtime_ns), reverse=True)
     keep = candidates[0] if adopt and candidates else None
     for folder in candidates:
         if folder != keep:
@@ -585,6 +591,8 @@ def run(
     else:
         key = run_key(path, preset, checked)
     final = runs / stem / f"{preset}-{key}"
+    if final.parent.is_dir():
+        _restore_aside(final)
     if final.is_dir() and not force:
         problem = verify_run(final)
         if problem is None:
