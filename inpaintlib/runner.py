@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -61,6 +62,7 @@ REQUIRED_FILES = ("metrics.json", "notebook.ipynb")
 CELL_TIMEOUT_S: dict[str, int] = {"smoke": 30 * 60, "cpu": 8 * 3600, "gpu": 48 * 3600}
 IDLE_TIMEOUT_S: dict[str, int] = {"smoke": 5 * 60, "cpu": 15 * 60, "gpu": 30 * 60}
 KERNEL_START_TIMEOUT_S = 300
+KERNEL_LOG = "kernel.log"  # the kernel process's own output; kept in a failed run's folder
 
 
 class RunFailed(RuntimeError):
@@ -338,21 +340,34 @@ def _failing_cell(err: Exception) -> str:
 
 
 def _running_cell(executed: Path) -> str:
-    """The cell papermill marked as running (or failed) in a partly executed notebook, as
-    ``cell [n] (first line of its code)``; "a cell" when the notebook says nothing."""
+    """The last cell papermill started in a partly executed notebook (the one running when the run
+    stopped), as ``cell [n] (first line of its code)``; "a cell" when the notebook says nothing."""
     try:
         cells = json.loads(executed.read_text())["cells"]
     except (OSError, ValueError, KeyError, TypeError):
         return "a cell"
-    count = 0
+    count, found = 0, "a cell"
     for cell in cells:
         if cell.get("cell_type") != "code":
             continue
         count += 1
-        if cell.get("metadata", {}).get("papermill", {}).get("status") in ("running", "failed"):
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
             source = "".join(cell.get("source", ""))
-            return f"cell [{count}] ({_first_line(source, 60) or 'empty'})"
-    return "a cell"
+            found = f"cell [{count}] ({_first_line(source, 60) or 'empty'})"
+    return found
+
+
+def _kernel_manager(log_path: Path) -> type:
+    """A jupyter_client kernel manager whose kernel writes its own stdout and stderr (start-up warnings,
+    the traceback of a kernel killed mid-message) to ``log_path`` rather than to the user's terminal."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> Any:
+            with open(log_path, "ab") as log:  # the kernel keeps its own copy of the descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **(kw | {"stdout": log, "stderr": log}))
+
+    return LoggedKernelManager
 
 
 def write_config(folder: str | Path, config: dict) -> dict:
@@ -511,6 +526,34 @@ def _descendants(pid: int, table: dict[int, tuple[int, float]]) -> set[int]:
     return found
 
 
+def _new_descendants(known: set[int]) -> set[int]:
+    """This process's descendants that are not in ``known`` (empty where there is no /proc)."""
+    if not os.path.isdir("/proc"):
+        return set()
+    return _descendants(os.getpid(), _process_table()) - known
+
+
+def _end_processes(pids: set[int], wait_s: float = 5.0) -> None:
+    """SIGKILL ``pids`` and wait (up to ``wait_s``) until they are gone."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") and _pid_alive(pid) and
+                                              not _is_zombie(pid) for pid in pids):
+        time.sleep(0.05)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 class KernelWatchdog(threading.Thread):
     """Ends a run whose kernel (and its child processes) used no CPU for ``idle_s`` seconds.
 
@@ -550,11 +593,7 @@ class KernelWatchdog(threading.Thread):
             last = state
             if now - quiet_since >= self.idle_s:
                 self.fired = True
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
+                _end_processes(pids)
                 return
 
 
@@ -625,6 +664,7 @@ def run(
     cell_timeout = cell_timeout if cell_timeout is not None else CELL_TIMEOUT_S.get(preset, max(CELL_TIMEOUT_S.values()))
     idle_timeout = idle_timeout if idle_timeout is not None else IDLE_TIMEOUT_S.get(preset, max(IDLE_TIMEOUT_S.values()))
     watchdog = KernelWatchdog(idle_timeout)
+    before = _new_descendants(set())  # processes this one had before the kernel started
     started = time.time()  # the commit is the one the run started from, not whatever HEAD is when it ends
     failed = final.with_name(final.name + ".failed")
     try:
@@ -640,9 +680,11 @@ def run(
                 request_save_on_cell_execute=True,
                 execution_timeout=cell_timeout,
                 start_timeout=KERNEL_START_TIMEOUT_S,
+                kernel_manager_class=_kernel_manager(partial / KERNEL_LOG),
             )
         finally:
             watchdog.stop()
+        (partial / KERNEL_LOG).unlink(missing_ok=True)  # kept only with a failed run
         if not (partial / "metrics.json").is_file():
             raise RunFailed(f"{path.name} finished but wrote no metrics.json (call inpaintlib.runner.save_metrics)")
         try:
@@ -650,11 +692,19 @@ def run(
         except ValueError as err:
             raise RunFailed(f"{path.name} wrote a metrics.json that is not JSON ({_first_line(err)})") from err
     except BaseException as err:
+        if isinstance(err, KeyboardInterrupt):  # a kernel left running would go on writing into the folder
+            # The user asked to stop: papermill's and asyncio's complaints about the kernel ended here
+            # (a dead kernel, a task never awaited) would bury the one line that says what happened.
+            for name in ("papermill", "asyncio"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+            _end_processes(_new_descendants(before))
         shutil.rmtree(failed, ignore_errors=True)
         if partial.exists():
             partial.rename(failed)
         where = _running_cell(failed / "notebook.ipynb")
         again = "run the same command again to resume it"
+        log = f" (kernel output in {failed / KERNEL_LOG})" if (failed / KERNEL_LOG).is_file() and \
+            (failed / KERNEL_LOG).stat().st_size else ""
         if isinstance(err, KeyboardInterrupt):
             raise
         if watchdog.fired:
@@ -669,8 +719,8 @@ def run(
                             f"({type(err).__name__}); kept in {failed}; {again}") from err
         if not isinstance(err, Exception):
             raise
-        raise RunFailed(f"{path.name} ({preset}): {type(err).__name__}: {_first_line(err)}; partial run kept in {failed}; "
-                        f"{again}") from err
+        raise RunFailed(f"{path.name} ({preset}): {type(err).__name__}: {_first_line(err)}; partial run kept in {failed}"
+                        f"{log}; {again}") from err
     config = {
         "notebook": path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path),
         "preset": preset,
