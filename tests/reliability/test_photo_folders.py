@@ -20,11 +20,18 @@ def test_8_a_symlink_loop_lists_each_photo_once(tmp_path):
     (root / "a" / "b").mkdir(parents=True)
     for i, folder in enumerate([root, root / "a", root / "a" / "b"]):
         Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(folder / f"p{i}.png")
-    os.symlink(root, root / "a" / "b" / "back_to_the_top")  # a loop
-    os.symlink(root / "a", root / "also_a")  # the same folder twice
+    os.symlink(root, root / "a" / "b" / "back_to_the_top")  # a loop: the old walk went round it 40 times
     ds = ImageFolderDataset(root, 8, layout="flat")
     assert len(ds) == 3
     assert len({os.path.realpath(f) for f in ds.files}) == 3
+
+
+def test_8_a_folder_linked_twice_is_listed_once(tmp_path):
+    root = tmp_path / "photos"
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "a" / "p.png")
+    os.symlink(root / "a", root / "also_a")
+    assert len(ImageFolderDataset(root, 8, layout="flat")) == 1
 
 
 def test_8_a_large_jpeg_is_decoded_at_reduced_size(tmp_path):
