@@ -154,7 +154,7 @@ def collect(runs_root: str | Path, preset: str, chapters: Sequence[str], exclude
         raise RunSelectionError(
             f"the only complete {preset} run of {run.chapter} is {run_name(run, runs_root)}, made with other parameters "
             f"({_overrides_text(run.config['overrides'])}){more}; run the chapter with its preset's parameters, "
-            f"or pass allow_overrides=True to compare it anyway")
+            f"or pass allow_overrides=True (-p allow_overrides true) to compare it anyway")
     runs = sorted(runs, key=lambda r: r.chapter)
     if report is not None:
         for run in runs:

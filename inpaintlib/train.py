@@ -400,8 +400,9 @@ class Trainer:
                     f"checkpoint {self.checkpoint_path} is at step {self.step}, past this run's {self.steps} steps: it "
                     f"belongs to another run; give this run its own checkpoint_dir (or delete that checkpoint)")
             if self.rank == 0:
-                print(f"{type(self.method).__name__}: resuming from step {self.step} of {self.steps} "
-                      f"({self.checkpoint_path})", file=sys.stderr)
+                shown = Path(self.checkpoint_path.parent.name, CHECKPOINT_NAME).as_posix()  # no temporary run path in the book
+                print(f"{type(self.method).__name__}: resuming from step {self.step} of {self.steps} (checkpoint {shown})",
+                      file=sys.stderr)
         self.method.train()
         show = self.progress and self.rank == 0
         bar = tqdm(total=self.steps, initial=self.step, desc=type(self.method).__name__, disable=not show)
