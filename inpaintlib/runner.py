@@ -625,7 +625,8 @@ def run(
     runs = Path(runs_dir) if runs_dir is not None else RUNS_DIR
     # A notebook that reads other runs is re-run when any of them changed, not reused.
     if reads_runs(path):
-        read_root = Path(checked["runs_root"]) if checked.get("runs_root") else runs
+        # the runs it will read: its runs_root parameter as the notebook (running in its folder) sees it
+        read_root = path.parent / Path(checked["runs_root"]).expanduser() if checked.get("runs_root") else runs
         key = run_key(path, preset, checked, runs_digest(read_root, preset, exclude=stem))
     else:
         key = run_key(path, preset, checked)
