@@ -387,3 +387,22 @@ def test_10_numbers_are_read_as_people_type_them(typed, value):
     _, checked = check_run_request("01_unet_baseline", "smoke", {"lr": parsed})
     assert checked["lr"] == pytest.approx(float(value))
     assert _parse_parameters([["recipe", "nan"]])["recipe"] == "nan"  # words stay words
+
+
+# Beyond the list ----------------------------------------------------------------------------------
+
+
+def test_beyond_a_comparison_of_another_runs_root_is_rerun_when_a_run_there_changes(tmp_path, fake_papermill,
+                                                                                     clean_environment):
+    nb = make_notebook(tmp_path / "nbs", "x = 1", name="09_comparison", reads_runs=True,
+                       params=PARAMS + "runs_root = None\n")
+    other = tmp_path / "colleague_runs"
+    chapter = _chapter_run(other, "01_unet_baseline", "smoke-aaa", 20.0)
+    params = {"runs_root": str(other)}
+    runs = tmp_path / "runs"
+    first = run(nb, "smoke", params, runs_dir=runs, progress=False)
+    assert run(nb, "smoke", params, runs_dir=runs, progress=False).reused
+    (chapter / "metrics.json").write_text(json.dumps({"results": {"model": {"overall": {"psnr_hole": 30.0}}}}))
+    write_config(chapter, json.loads((chapter / "config.json").read_text()))  # a new, complete result there
+    again = run(nb, "smoke", params, runs_dir=runs, progress=False)
+    assert not again.reused and again.path != first.path
