@@ -563,9 +563,10 @@ class KernelWatchdog(threading.Thread):
     (it reads /proc); elsewhere it does nothing and the per-cell timeout remains.
     """
 
-    def __init__(self, idle_s: float, interval_s: float | None = None) -> None:
+    def __init__(self, idle_s: float, interval_s: float | None = None, exclude: set[int] | frozenset = frozenset()) -> None:
         super().__init__(daemon=True, name="kernel-watchdog")
         self.idle_s = idle_s
+        self.exclude = set(exclude)  # processes that are not the kernel's (they were there before it)
         self.interval_s = interval_s if interval_s is not None else max(0.5, min(10.0, idle_s / 10))
         self.fired = False
         self._stop_event = threading.Event()
@@ -581,7 +582,7 @@ class KernelWatchdog(threading.Thread):
         quiet_since = time.monotonic()
         while not self._stop_event.wait(self.interval_s):
             table = _process_table()
-            pids = _descendants(os.getpid(), table)
+            pids = _descendants(os.getpid(), table) - self.exclude
             now = time.monotonic()
             if not pids:  # the kernel is not started yet (papermill's start timeout covers that)
                 last, quiet_since = None, now
@@ -664,8 +665,8 @@ def run(
     commit, dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
     cell_timeout = cell_timeout if cell_timeout is not None else CELL_TIMEOUT_S.get(preset, max(CELL_TIMEOUT_S.values()))
     idle_timeout = idle_timeout if idle_timeout is not None else IDLE_TIMEOUT_S.get(preset, max(IDLE_TIMEOUT_S.values()))
-    watchdog = KernelWatchdog(idle_timeout)
-    before = _new_descendants(set())  # processes this one had before the kernel started
+    before = _new_descendants(set())  # processes this one had before the kernel started: not the kernel's
+    watchdog = KernelWatchdog(idle_timeout, exclude=before)
     started = time.time()  # the commit is the one the run started from, not whatever HEAD is when it ends
     failed = final.with_name(final.name + ".failed")
     try:

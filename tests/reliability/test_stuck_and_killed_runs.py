@@ -108,9 +108,15 @@ def test_6_ctrl_c_gives_one_line_and_exit_130_and_the_rerun_resumes(tmp_path, ke
 def test_9_the_watchdog_ends_a_run_whose_kernel_went_quiet(tmp_path, kernel_environment):
     nb = make_notebook(tmp_path / "nbs", "import time\ntime.sleep(600)  # like a reply that never comes")
     runs = tmp_path / "runs"
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])  # idle, not the kernel's
     started = time.monotonic()
-    with pytest.raises(RunFailed, match=r"cell \[3\] \(import time\) made no progress for 4 s") as err:
-        run(nb, "smoke", runs_dir=runs, progress=False, idle_timeout=4)
+    try:
+        with pytest.raises(RunFailed, match=r"cell \[3\] \(import time\) made no progress for 4 s") as err:
+            run(nb, "smoke", runs_dir=runs, progress=False, idle_timeout=4)
+        assert bystander.poll() is None, "the watchdog ends the kernel only"
+    finally:
+        bystander.kill()
+        bystander.wait()
     assert time.monotonic() - started < 120 and "\n" not in str(err.value)
     assert "run the same command again to resume" in str(err.value)
     assert [p.name for p in (runs / nb.stem).iterdir()][0].endswith(".failed")
