@@ -40,7 +40,8 @@ def readable_run_dir(run_folder: Path) -> str:
 def book_copy(run_folder: Path, target: Path) -> None:
     """Copy a run's executed notebook for the book. papermill's injected-parameters cell holds the
     absolute path of the run's temporary folder (``.<name>.partial-<pid>``, renamed when the run
-    finished); the copy shows the finished folder instead, relative to the repository."""
+    finished); the copy shows the finished folder instead, relative to the repository, and folds the cell
+    (``hide-cell``) like the chapter's own parameters cell."""
     source = run_folder / "notebook.ipynb"
     try:
         nb = nbformat.read(source, as_version=4)
@@ -52,6 +53,9 @@ def book_copy(run_folder: Path, target: Path) -> None:
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             shown = readable_run_dir(run_folder)
             cell.source = RUN_DIR_LINE.sub(lambda _: f'run_dir = "{shown}"', cell.source)
+            tags = cell.metadata.setdefault("tags", [])
+            if "hide-cell" not in tags:
+                tags.append("hide-cell")
     nbformat.write(nb, target)
 
 

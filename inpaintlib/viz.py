@@ -76,6 +76,7 @@ def plot_loss_curves(curves: dict[str, list[tuple[int, float]]], title: str = "t
         steps, values = zip(*points)
         ax.plot(steps, np.abs(values), label=term)
     ax.set_yscale("log")
+    ax.set_ylabel("loss term (log scale)")
     ax.set_xlabel("step")
     ax.set_title(title)
     ax.legend(fontsize=8)

@@ -401,7 +401,8 @@ class LBPMethod(Method):
         attention_backward: backward of the attention ("official" Shift-Net style, or "autograd").
         attention_depth: the attention runs at 1 / 2^depth of the image size (official 3: 32x32 of 256).
         adv_weight, image_mse_weight, lbp_mse_weight, style_weight, perceptual_weight, consistency_weight:
-            official 0.2, 10, 100, 10, 1, 0.01.
+            official 0.2, 10, 100, 10, 1, 0.01. ``adv_weight = 0`` builds no critic (no D, no D2, no critic
+            steps): their terms would not reach the generators [our choice, as CSA's].
         disc_channels: widths of the two spectral-norm patch discriminators.
         lr: Adam learning rate (official 2e-4, betas (0.5, 0.999)).
     """
@@ -442,8 +443,9 @@ class LBPMethod(Method):
             image_channels, use_lbp, top_t, within_hole, attention_backward, attention_depth
         )
         self.lbp_net = LBPGenerator(lbp_channels) if use_lbp else None
-        self.image_disc = PatchDiscriminator(3, disc_channels)  # D (official: NLayerDiscriminator, sigmoid)
-        self.lbp_disc = PatchDiscriminator(1, disc_channels) if use_lbp else None  # D2
+        critics = adv_weight > 0  # built after the generators: their initial weights do not depend on it
+        self.image_disc = PatchDiscriminator(3, disc_channels) if critics else None  # D (official: NLayerDiscriminator)
+        self.lbp_disc = PatchDiscriminator(1, disc_channels) if use_lbp and critics else None  # D2
         if use_lbp and lbp_training == "official":
             self.lbp_net.requires_grad_(False)  # optimizer_LBP.step() is never called [official code]
         # not a submodule: frozen, shared, and kept out of checkpoints
@@ -454,10 +456,9 @@ class LBPMethod(Method):
         generator_params = list(self.image_net.parameters())
         if self.lbp_net is not None and self.lbp_training == "intended":
             generator_params += list(self.lbp_net.parameters())  # the step the official code forgot
-        optimizers = {
-            "g": torch.optim.Adam(generator_params, **adam),
-            "d": torch.optim.Adam(self.image_disc.parameters(), **adam),
-        }
+        optimizers = {"g": torch.optim.Adam(generator_params, **adam)}
+        if self.image_disc is not None:
+            optimizers["d"] = torch.optim.Adam(self.image_disc.parameters(), **adam)
         if self.lbp_disc is not None:
             optimizers["d2"] = torch.optim.Adam(self.lbp_disc.parameters(), **adam)
         return optimizers
@@ -502,19 +503,21 @@ class LBPMethod(Method):
         if self.lbp_disc is not None:  # D2 step, then D step, then G step [official code]
             update("d2", {"bce": 0.5 * (bce_gan_loss(self.lbp_disc(lbp_out.detach()), False)
                                         + bce_gan_loss(self.lbp_disc(lbp_gt), True))})
-        update("d", {"bce": 0.5 * (bce_gan_loss(self.image_disc(image_out.detach()), False)
-                                   + bce_gan_loss(self.image_disc(image_gt), True))})
+        if self.image_disc is not None:
+            update("d", {"bce": 0.5 * (bce_gan_loss(self.image_disc(image_out.detach()), False)
+                                       + bce_gan_loss(self.image_disc(image_gt), True))})
 
         discs = [d for d in (self.image_disc, self.lbp_disc) if d is not None]
         for disc in discs:
             disc.requires_grad_(False)
-        terms = {
-            "adv_image": w["adv"] * bce_gan_loss(self.image_disc(image_out), True),
-            "mse_image": w["image_mse"] * F.mse_loss(image_out, image_gt),
-            "consistency": w["consistency"] * feature_consistency_loss(features, clean_features),
-        }
+        terms = {}  # in the order of the official sum
+        if self.image_disc is not None:
+            terms["adv_image"] = w["adv"] * bce_gan_loss(self.image_disc(image_out), True)
+        terms["mse_image"] = w["image_mse"] * F.mse_loss(image_out, image_gt)
+        terms["consistency"] = w["consistency"] * feature_consistency_loss(features, clean_features)
         if lbp_out is not None:
-            terms["adv_lbp"] = w["adv"] * bce_gan_loss(self.lbp_disc(lbp_out), True)
+            if self.lbp_disc is not None:
+                terms["adv_lbp"] = w["adv"] * bce_gan_loss(self.lbp_disc(lbp_out), True)
             terms["mse_lbp"] = w["lbp_mse"] * F.mse_loss(lbp_out, lbp_gt)
         if self.hed_losses:
             style, perceptual = hed_style_perceptual_mse(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -118,6 +119,13 @@ def score_probe(name: str, inpaint: InpaintFn, probe: ProbeSet, *, attention: At
     return {key: torch.cat(values) for key, values in scores.items()}
 
 
+def _seed_rows(scores: Sequence[Sequence[float]] | Tensor) -> np.ndarray:
+    """(seeds, N) float64 array from a tensor, an array or a list of per-seed rows (tensors, arrays or lists)."""
+    if isinstance(scores, Tensor):
+        return scores.detach().cpu().double().numpy()
+    return np.stack([torch.as_tensor(row).detach().cpu().double().numpy() for row in scores])
+
+
 def probe_result(name: str, metric: str, with_scores: Sequence[Sequence[float]] | Tensor,
                  without_scores: Sequence[Sequence[float]] | Tensor, higher_is_better: bool | None = None) -> dict:
     """The ``"probe"`` entry of a chapter's ``metrics.json`` from per-image scores of both arms.
@@ -126,16 +134,17 @@ def probe_result(name: str, metric: str, with_scores: Sequence[Sequence[float]] 
     (the same probe images in the same order). ``higher_is_better`` defaults to the metric's direction
     in :data:`PROBES`. Returns ``{"name", "metric", "with", "without", "delta_mean", "ci95", "verdict"}``:
     the arms' means, the mean paired difference with - without, its 95 % interval over seeds and images
-    (:func:`inpaintlib.stats.paired_interval`) and the verdict read off that interval.
+    (:func:`inpaintlib.stats.paired_interval`), the verdict read off that interval, and the seeds and images
+    it rests on (``"n_seeds"``, ``"images"``: what :func:`inpaintlib.stats.verdict_sentence` quotes).
     """
     spec = _spec(name)
     if higher_is_better is None:
         if metric not in spec.metrics:
             raise ValueError(f"probe {name!r} has no metric {metric!r}; its metrics are {sorted(spec.metrics)}")
         higher_is_better = spec.metrics[metric]
-    arm_with = torch.as_tensor(with_scores, dtype=torch.float64).numpy()
-    arm_without = torch.as_tensor(without_scores, dtype=torch.float64).numpy()
+    arm_with, arm_without = _seed_rows(with_scores), _seed_rows(without_scores)
     interval = paired_interval(paired_differences(arm_with, arm_without))
     return {"name": name, "metric": metric, "with": float(arm_with.mean()), "without": float(arm_without.mean()),
             "delta_mean": interval["delta_mean"], "ci95": interval["ci95"],
-            "verdict": verdict(interval["ci95"], higher_is_better)}
+            "verdict": verdict(interval["ci95"], higher_is_better), "n_seeds": interval["n_seeds"],
+            "images": interval["images"]}

@@ -54,9 +54,8 @@ MIN_FIGURE_SCALE = float(re.search(r"MIN_FIGURE_SCALE = ([0-9.]+)", (REPO / "boo
 FIGURE_TEXT_PT = 8  # the smallest text the chapters draw in a figure (matplotlib points; inline figures are 100 dpi)
 MIN_TEXT_PX = 7.0
 # chapters owned by others that do not yet fold their set-up or remove their widget controls: to be emptied
-NOT_YET_SETUP = {"notebooks/00_data_and_masks.html", "notebooks/01_unet_baseline.html",
-                 "notebooks/02_contextual_attention.html", "notebooks/09_comparison.html"}
-NOT_YET_WIDGETS = {"notebooks/02_contextual_attention.html"}
+NOT_YET_SETUP: set[str] = set()
+NOT_YET_WIDGETS: set[str] = set()
 
 
 def _pages() -> list:

@@ -23,6 +23,7 @@ def test_injected_run_dir_becomes_the_finished_folder(tmp_path):
     assert cells[0].source == 'run_dir = "left alone: not the injected cell"'
     assert cells[1].source == '# Parameters\npreset = "cpu"\nrun_dir = "cpu-abc"\n'
     assert "partial" not in cells[1].source and str(tmp_path) not in cells[1].source
+    assert cells[1].metadata["tags"] == ["injected-parameters", "hide-cell"] and "tags" not in cells[0].metadata
 
 
 def test_run_folder_inside_the_repository_is_shown_relative():

@@ -396,6 +396,30 @@ def test_switches_and_bad_arguments():
         LBPMethod(top_t=0, **TINY)
 
 
+def test_no_critics_when_the_adversarial_weight_is_zero():
+    # the book recipe trains no critic: adv_weight 0 builds neither D nor D2 and steps only the generators,
+    # whose initial weights and loss terms (but the adversarial ones) are those of the model with critics
+    for use_lbp in (True, False):
+        torch.manual_seed(0)
+        with_critics = LBPMethod(use_lbp=use_lbp, **TINY)
+        torch.manual_seed(0)
+        without = LBPMethod(use_lbp=use_lbp, adv_weight=0.0, **TINY)
+        assert without.image_disc is None and without.lbp_disc is None
+        assert set(without.configure_optimizers()) == {"g"}
+        generators = {k: v for k, v in with_critics.state_dict().items() if not k.startswith(("image_disc.", "lbp_disc."))}
+        assert generators.keys() == without.state_dict().keys()
+        assert all(torch.equal(v, without.state_dict()[k]) for k, v in generators.items())
+        image, mask = _batch(seed=3)
+        recorded = {}
+        without.training_step({"image": image, "mask": mask}, lambda name, terms: recorded.setdefault(name, terms))
+        assert set(recorded) == {"g"}
+        assert set(recorded["g"]) == {"mse_image", "consistency"} | ({"mse_lbp"} if use_lbp else set())
+        reference = {}
+        with_critics.training_step({"image": image, "mask": mask}, lambda name, terms: reference.setdefault(name, terms))
+        for term, value in recorded["g"].items():
+            assert torch.equal(value.detach(), reference["g"][term].detach()), term
+
+
 def test_training_step_with_hed_vgg16_terms():
     try:
         HEDVGG16Features(layers=("relu1_2",))

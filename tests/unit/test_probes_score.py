@@ -93,7 +93,10 @@ def test_score_probe_rejects_a_mismatched_probe_and_bad_outputs():
 def test_probe_result_has_the_metrics_json_schema():
     without = torch.rand(3, 20, generator=torch.Generator().manual_seed(0))
     result = probe_result("regular_texture", "psnr_hole", without + 1.0, without)
-    assert list(result) == ["name", "metric", "with", "without", "delta_mean", "ci95", "verdict"]
+    assert list(result) == ["name", "metric", "with", "without", "delta_mean", "ci95", "verdict", "n_seeds", "images"]
+    assert (result["n_seeds"], result["images"]) == (3, 20)
+    rows = probe_result("regular_texture", "psnr_hole", list(without + 1.0), [row.numpy() for row in without])
+    assert rows["delta_mean"] == pytest.approx(1.0)  # a list of per-seed rows (tensors or arrays) works too
     assert result["delta_mean"] == pytest.approx(1.0) and result["ci95"] == pytest.approx([1.0, 1.0])
     assert result["verdict"] == "helps"
     assert result["with"] == pytest.approx(float(without.mean()) + 1.0)
