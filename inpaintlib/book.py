@@ -23,7 +23,7 @@ BUILD_DIR = REPO_ROOT / "_build"
 
 
 class BookBuildError(RuntimeError):
-    """jupyter-book reported errors (warnings count as errors)."""
+    """jupyter-book reported errors (warnings count as errors), or a run's executed notebook is unusable."""
 
 
 BOOK_FILES = ("_config.yml", "_toc.yml")
@@ -42,7 +42,13 @@ def book_copy(run_folder: Path, target: Path) -> None:
     absolute path of the run's temporary folder (``.<name>.partial-<pid>``, renamed when the run
     finished); the copy shows the finished folder instead, relative to the repository, and folds the cell
     (``hide-cell``) like the chapter's own parameters cell."""
-    nb = nbformat.read(run_folder / "notebook.ipynb", as_version=4)
+    source = run_folder / "notebook.ipynb"
+    try:
+        nb = nbformat.read(source, as_version=4)
+    except Exception as err:  # noqa: BLE001 - missing, unreadable or not a notebook: one line naming it
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise BookBuildError(f"cannot read the executed notebook {source} ({type(err).__name__}: {reason}); "
+                             f"run the chapter again (python -m inpaintlib run ... --force)") from err
     for cell in nb.cells:
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             shown = readable_run_dir(run_folder)

@@ -4,7 +4,8 @@ The runner leaves one folder per run, ``<runs root>/<notebook>/<preset>-<key>/``
 and every chapter's ``metrics.json`` holds ``{"results": {model: EvalResult.summary() | {"params",
 "train_seconds", "steps", optionally "semantic": {"miou", "miou_hole"} and "inpainter"}}}``.
 
-- ``collect`` picks the newest complete run of each chapter for one preset (``runner.latest_runs``); a
+- ``collect`` picks the newest complete, verified run of each chapter for one preset
+  (``runner.latest_runs``), names each, and refuses runs made with parameter overrides unless asked; a
   chapter the table expects but that has no run is kept, with no path.
 - ``model_rows`` flattens the runs into one row per model; a chapter without a run (or without
   results) is one explicit row whose numbers are NaN and print as "missing", never as 0. The classical
@@ -109,13 +110,31 @@ def _load_run(stem: str, folder: Path) -> ChapterRun:
     return ChapterRun(stem, folder, json.loads((folder / "metrics.json").read_text()), json.loads((folder / "config.json").read_text()))
 
 
-def collect(runs_root: str | Path, preset: str, chapters: Sequence[str], exclude: Sequence[str] = ()) -> list[ChapterRun]:
-    """The newest complete run of ``preset`` for each expected chapter (matched by number), plus any
-    other notebook's run that has ``results``; ``exclude`` (e.g. the comparison itself) is skipped.
+class RunSelectionError(ValueError):
+    """The comparison cannot use the runs it found (no runs folder, or runs with other parameters); one line."""
 
-    An expected chapter without a run is returned with ``path=None``. Sorted by chapter.
+
+def _overrides_text(overrides: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
+
+
+def collect(runs_root: str | Path, preset: str, chapters: Sequence[str], exclude: Sequence[str] = (),
+            allow_overrides: bool = False, report: Callable[[str], None] | None = None) -> list[ChapterRun]:
+    """The newest complete, verified run of ``preset`` for each expected chapter (matched by number),
+    plus any other notebook's run that has ``results``; ``exclude`` (e.g. the comparison itself) is skipped.
+
+    An expected chapter without a run is returned with ``path=None``. Sorted by chapter. A run made with
+    parameter overrides (``-p steps 1``...) is a different experiment from the preset's: unless
+    ``allow_overrides``, finding one where a chapter has no run with the preset's own parameters raises
+    ``RunSelectionError`` naming it. A missing ``runs_root`` raises too. ``report`` (e.g. ``print``)
+    receives one line per run used, naming its folder (and its overrides); ``provenance_table`` shows them too.
     """
+    runs_root = Path(runs_root)
+    if not runs_root.is_dir():
+        raise RunSelectionError(f"runs folder {runs_root} does not exist; run the chapters first "
+                                f"(python -m inpaintlib run-all --preset {preset}) or set runs_root")
     latest = {stem: folder for stem, folder in latest_runs(runs_root, preset).items() if stem not in exclude}
+    loaded = {stem: _load_run(stem, folder) for stem, folder in latest.items()}
     runs, used = [], set()
     for expected in chapters:
         same = sorted(s for s in latest if chapter_number(s) == chapter_number(expected))
@@ -124,13 +143,24 @@ def collect(runs_root: str | Path, preset: str, chapters: Sequence[str], exclude
             runs.append(ChapterRun(expected, None, {}, {}))
         else:
             used.add(match)
-            runs.append(_load_run(match, latest[match]))
-    for stem, folder in latest.items():
-        if stem not in used:
-            run = _load_run(stem, folder)
-            if run.metrics.get("results"):
-                runs.append(run)
-    return sorted(runs, key=lambda r: r.chapter)
+            runs.append(loaded[match])
+    for stem in latest:
+        if stem not in used and loaded[stem].metrics.get("results"):
+            runs.append(loaded[stem])
+    overridden = [run for run in runs if run.config.get("overrides")]
+    if overridden and not allow_overrides:
+        run = overridden[0]
+        more = f" (and {len(overridden) - 1} more)" if len(overridden) > 1 else ""
+        raise RunSelectionError(
+            f"the only complete {preset} run of {run.chapter} is {run_name(run, runs_root)}, made with other parameters "
+            f"({_overrides_text(run.config['overrides'])}){more}; run the chapter with its preset's parameters, "
+            f"or pass allow_overrides=True (-p allow_overrides true) to compare it anyway")
+    runs = sorted(runs, key=lambda r: r.chapter)
+    if report is not None:
+        for run in runs:
+            extra = f" with overrides {_overrides_text(run.config['overrides'])}" if run.config.get("overrides") else ""
+            report(f"{run.chapter}: {run_name(run, runs_root)}{extra}")
+    return runs
 
 
 def _quality(result: dict) -> tuple:

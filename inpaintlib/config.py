@@ -8,6 +8,8 @@ its knobs with default ``None`` and calls ``load_config(name, preset, **knobs)``
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +28,15 @@ FIXED_PARAMETERS: dict[str, tuple[type, ...]] = {
     "run_dir": (str, type(None)),
     "data_root": (str, type(None)),
 }
+
+
+# Parameters every notebook declares but no notebook implements yet: refused when set, in one line,
+# rather than accepted and silently ignored (issue 21 will make ``data_root`` work).
+UNSUPPORTED_PARAMETERS: dict[str, str] = {
+    "data_root": "every chapter trains and evaluates on the Scenes benchmark for now (folder data sets: issue 21); leave it unset",
+}
+# Where interactive sessions (Jupyter) put their run folders when ``run_dir`` is not given.
+INTERACTIVE_RUNS = REPO_ROOT / "runs" / "interactive"
 
 
 class ConfigError(ValueError):
@@ -71,6 +82,8 @@ def validate_parameters(notebook: str, preset: str, parameters: dict[str, Any]) 
     knobs = preset_values(notebook, preset)
     checked = {}
     for name, value in parameters.items():
+        if name in UNSUPPORTED_PARAMETERS and value is not None:
+            raise ConfigError(f"parameter {name!r} is not supported yet: {UNSUPPORTED_PARAMETERS[name]}")
         if name in FIXED_PARAMETERS:
             if not isinstance(value, FIXED_PARAMETERS[name]) or isinstance(value, bool):
                 allowed = " or ".join("None" if t is type(None) else t.__name__ for t in FIXED_PARAMETERS[name])
@@ -94,15 +107,28 @@ def validate_parameters(notebook: str, preset: str, parameters: dict[str, Any]) 
 def load_config(notebook: str, preset: str, **parameters: Any) -> SimpleNamespace:
     """The resolved configuration of a notebook run; ``None`` parameters take the preset's value.
 
-    ``run_dir`` becomes a ``Path`` (default ``runs/interactive/<notebook>-<preset>`` at the repo root),
-    created if needed; ``checkpoint_dir`` is ``run_dir / "checkpoints"``.
+    ``run_dir`` becomes a ``Path``, created if needed; ``checkpoint_dir`` is ``run_dir / "checkpoints"``.
+    Without ``run_dir`` (an interactive session) it is ``runs/interactive/<notebook>-<preset>-<key>``,
+    ``key`` a hash of every resolved value (:func:`interactive_key`): a session with other parameters
+    gets its own folder, so the trainer never resumes a model trained with other parameters.
     """
     given = {k: v for k, v in parameters.items() if v is not None}
     given.setdefault("seed", 0)
     given.setdefault("device", "auto")
     cfg = preset_values(notebook, preset) | validate_parameters(notebook, preset, given)
-    run_dir = Path(cfg.pop("run_dir", None) or REPO_ROOT / "runs" / "interactive" / f"{notebook}-{preset}")
+    run_dir = cfg.pop("run_dir", None)
+    run_dir = Path(run_dir) if run_dir else INTERACTIVE_RUNS / f"{notebook}-{preset}-{interactive_key(cfg)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     return SimpleNamespace(
         notebook=notebook, preset=preset, run_dir=run_dir, checkpoint_dir=run_dir / "checkpoints", **cfg
     )
+
+
+def interactive_key(values: dict[str, Any]) -> str:
+    """10 hex digits of the SHA-256 of the resolved parameters (``run_dir`` excluded) and of the
+    library's source files (an edited library trains anew too)."""
+    shown = {k: str(v) if isinstance(v, Path) else v for k, v in values.items() if k != "run_dir"}
+    h = hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode())
+    for source in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(source.read_bytes())
+    return h.hexdigest()[:10]

@@ -72,7 +72,8 @@ def _read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated file, a pickle of something else, ...
-        raise LPIPSWeightsError(f"cannot read {what} weights {path}: {type(err).__name__}: {err}") from err
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")  # one line, the file named
+        raise LPIPSWeightsError(f"cannot read {what} weights {path}: {type(err).__name__}: {first}") from err
     if not isinstance(state, dict):
         raise LPIPSWeightsError(f"{what} weights {path} hold a {type(state).__name__}, not a state dict")
     return state

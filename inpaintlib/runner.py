@@ -10,20 +10,38 @@ papermill and leaves ``runs/01_unet_baseline/cpu-<key>/`` holding
 
 The key hashes the preset, the parameters, the notebook's code, the library modules it imports
 (transitively), its presets and any ``INPAINTLIB_*`` environment variables (weight files), so a
-finished run is reused until one of them changes. A run is built in a hidden folder and renamed into place only
-when it succeeds; a failed run is kept as ``<name>.failed`` with the cell that failed named.
+finished run is reused until one of them changes. The contents of the weight files a run reads (named
+by ``INPAINTLIB_*`` variables, or by parameters such as chapter 7's ``teacher_checkpoint``) count too,
+so replacing a file behind the same name runs again.
+
+A run is reused only when it is complete and verified (:func:`verify_run`): ``config.json`` says
+"complete" and lists the SHA-256 of every file of the folder (checkpoints, ``metrics.json``, the
+executed notebook), and each still matches. Anything else is executed again, with one line saying why.
+
+A run is built in a hidden folder ``.<name>.partial-<pid>`` and renamed into place only when it
+succeeds; an existing folder is replaced atomically (the old one is moved aside, the new one renamed
+in, then the old one deleted). A failed, interrupted (Ctrl-C) or stuck run is kept as ``<name>.failed``
+with the cell named; the next run of the same key adopts that folder, or the ``.partial-<pid>`` folder
+of a process that was killed, so its trainers resume from their last checkpoints.
+
+No run waits forever: papermill gets a kernel start timeout and a per-cell timeout scaled to the
+preset, and a watchdog ends a run whose kernel has used no CPU for a while (a lost kernel message
+leaves both sides waiting on their sockets), naming the cell.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +55,14 @@ from inpaintlib.config import REPO_ROOT, ConfigError, load_config, preset_values
 RUNS_DIR = REPO_ROOT / "runs"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 VERSIONED_PACKAGES = ("torch", "numpy", "scikit-image", "opencv-python-headless", "torchmetrics", "papermill", "inpaintlib")
+# Files every complete run folder holds (besides config.json, which lists their checksums).
+REQUIRED_FILES = ("metrics.json", "notebook.ipynb")
+# Longest a single cell may run, per preset (papermill's execution_timeout), and longest the kernel
+# may use no CPU while a cell runs (the watchdog); a stuck run ends with one line naming the cell.
+CELL_TIMEOUT_S: dict[str, int] = {"smoke": 30 * 60, "cpu": 8 * 3600, "gpu": 48 * 3600}
+IDLE_TIMEOUT_S: dict[str, int] = {"smoke": 5 * 60, "cpu": 15 * 60, "gpu": 30 * 60}
+KERNEL_START_TIMEOUT_S = 300
+KERNEL_LOG = "kernel.log"  # the kernel process's own output; kept in a failed run's folder
 
 
 class RunFailed(RuntimeError):
@@ -59,12 +85,25 @@ class RunResult:
         return json.loads((self.path / "config.json").read_text())
 
 
+def _first_line(text: object, limit: int = 300) -> str:
+    """The first non-empty line of ``text`` (error messages shown in one line), shortened to ``limit``."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    line = lines[0] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def _read_notebook(path: Path) -> nbformat.NotebookNode:
-    """The notebook at ``path`` (nbformat v4). nbformat is imported here, not at module level, so the
-    scripts that only use the runner's provenance helpers (``scripts/train_ddp.py``) run without Jupyter."""
+    """The notebook at ``path`` (nbformat v4); one ``ConfigError`` line when it is not a valid notebook.
+    nbformat is imported here, not at module level, so the scripts that only use the runner's
+    provenance helpers (``scripts/train_ddp.py``) run without Jupyter."""
     import nbformat
 
-    return nbformat.read(path, as_version=4)
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # noqa: BLE001 - not JSON, not nbformat, unreadable: all the same to the user
+        raise ConfigError(f"{path} is not a valid Jupyter notebook ({type(err).__name__}: {_first_line(err, 160)})") from err
+    return nb
 
 
 def notebook_stem(notebook: str | Path) -> str:
@@ -97,6 +136,9 @@ def _parameter_names(path: Path) -> set[str]:
 
 def check_run_request(notebook: str | Path, preset: str, parameters: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """Everything that can be checked before executing: the notebook, the preset, each parameter."""
+    if parameters.get("run_dir") is not None:
+        raise ConfigError("parameter 'run_dir' is chosen by the runner (one folder per run under the runs "
+                          "directory); use runs_dir (--runs-dir) to put runs elsewhere")
     path = resolve_notebook(notebook)
     checked = validate_parameters(notebook_stem(path), preset, parameters)
     declared = _parameter_names(path)
@@ -161,7 +203,9 @@ def reads_runs(path: Path) -> bool:
 
 
 def latest_runs(runs_dir: str | Path, preset: str) -> dict[str, Path]:
-    """The newest complete run of ``preset`` for each notebook under ``runs_dir``: ``{stem: folder}``.
+    """The newest complete, verified run (:func:`verify_run`) of ``preset`` for each notebook under
+    ``runs_dir``: ``{stem: folder}``; folders that fail verification (a corrupt ``config.json``
+    included) are skipped.
 
     Runs without parameter overrides (what ``run-all`` and the book use) win over runs with
     overrides; among equals the latest ``started`` time in ``config.json`` wins.
@@ -169,9 +213,9 @@ def latest_runs(runs_dir: str | Path, preset: str) -> dict[str, Path]:
     found: dict[str, tuple[tuple, Path]] = {}
     for config_file in Path(runs_dir).glob(f"*/{preset}-*/config.json"):
         folder = config_file.parent
+        if folder.name.endswith(".failed") or verify_run(folder) is not None:
+            continue  # incomplete, unreadable or altered since it finished: not a run to show
         config = json.loads(config_file.read_text())
-        if config.get("status") != "complete" or not (folder / "metrics.json").is_file():
-            continue
         rank = (not config.get("overrides"), config.get("started", ""), config_file.stat().st_mtime_ns)
         if folder.parent.name not in found or rank > found[folder.parent.name][0]:
             found[folder.parent.name] = (rank, folder)
@@ -194,14 +238,63 @@ def library_environment() -> dict[str, str]:
     return {name: value for name, value in sorted(os.environ.items()) if name.startswith("INPAINTLIB_")}
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (cached in this process by path, inode, size and modification time)."""
+    path = Path(path)
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if memo not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[memo] = h.hexdigest()
+    return _DIGESTS[memo]
+
+
+def weight_files(parameters: dict[str, Any], notebook_dir: Path = NOTEBOOKS_DIR) -> dict[str, dict[str, str]]:
+    """The files a run reads besides the library: every ``INPAINTLIB_*`` variable and every string
+    parameter that names a file (e.g. ``teacher_checkpoint``; relative paths as the notebook, which runs
+    in ``notebooks/``, sees them), as ``{name: {"path", "sha256"}}``. A named file that does not exist
+    has no digest ("missing"); one that cannot be read is a ``ConfigError`` naming it."""
+    named = dict(library_environment())
+    for name, value in sorted(parameters.items()):
+        if isinstance(value, str) and value and name not in ("preset", "device", "run_dir"):
+            candidate = Path(value).expanduser()
+            candidate = candidate if candidate.is_absolute() else notebook_dir / candidate
+            if candidate.is_file():
+                named[name] = str(candidate)
+    found = {}
+    for name, value in named.items():
+        file = Path(value).expanduser()
+        if not file.is_absolute() and not file.is_file():
+            file = notebook_dir / file
+        if not file.is_file():
+            if name.startswith("INPAINTLIB_"):
+                found[name] = {"path": value, "sha256": "missing"}
+            continue
+        try:
+            found[name] = {"path": str(file), "sha256": file_digest(file)}
+        except OSError as err:
+            raise ConfigError(f"cannot read {file} (named by {name}): {err.strerror or err}") from err
+    return found
+
+
 def run_key(path: Path, preset: str, parameters: dict[str, Any], runs_seen: str | None = None) -> str:
-    """Hash of preset, parameters, notebook code and library; ``runs_seen`` (a ``runs_digest``) for notebooks that read runs."""
+    """Hash of preset, parameters, notebook code, library and the contents of the weight files the run
+    reads (:func:`weight_files`); ``runs_seen`` (a ``runs_digest``) for notebooks that read runs."""
     nb = _read_notebook(path)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     inputs = {"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest(path.stem, code)}
     environment = library_environment()
     if environment:  # weight files named by INPAINTLIB_* variables change what a notebook computes
         inputs["environment"] = environment
+    weights = {name: entry["sha256"] for name, entry in weight_files(parameters, path.parent).items()}
+    if weights:  # their contents, not only their names: a file replaced behind the same path counts
+        inputs["weights"] = weights
     if runs_seen is not None:
         inputs["runs"] = runs_seen
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:10]
@@ -238,10 +331,271 @@ def _device_description(device: str) -> dict[str, str]:
 
 
 def _failing_cell(err: Exception) -> str:
+    """``cell [n] raised Error: <first line of its message>`` (the first line names the file or value
+    at fault; later lines are usually advice or a nested cause)."""
     cell = getattr(err, "exec_count", None)
     ename, evalue = getattr(err, "ename", type(err).__name__), getattr(err, "evalue", str(err))
     where = f"cell [{cell}]" if cell is not None else "a cell"
-    return f"{where} raised {ename}: {str(evalue).strip().splitlines()[-1] if str(evalue).strip() else ''}"
+    return f"{where} raised {ename}: {_first_line(evalue)}"
+
+
+def _running_cell(executed: Path) -> str:
+    """The last cell papermill started in a partly executed notebook (the one running when the run
+    stopped), as ``cell [n] (first line of its code)``; "a cell" when the notebook says nothing."""
+    try:
+        cells = json.loads(executed.read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a cell"
+    count, found = 0, "a cell"
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        count += 1
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
+            source = "".join(cell.get("source", ""))
+            found = f"cell [{count}] ({_first_line(source, 60) or 'empty'})"
+    return found
+
+
+def _kernel_manager(log_path: Path) -> type:
+    """A jupyter_client kernel manager whose kernel writes its own stdout and stderr (start-up warnings,
+    the traceback of a kernel killed mid-message) to ``log_path`` rather than to the user's terminal."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> Any:
+            with open(log_path, "ab") as log:  # the kernel keeps its own copy of the descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **(kw | {"stdout": log, "stderr": log}))
+
+    return LoggedKernelManager
+
+
+def write_config(folder: str | Path, config: dict) -> dict:
+    """Write ``config.json`` into a run folder with ``files``: the SHA-256 of every other file in it
+    (what :func:`verify_run` checks before the run is reused or read). Returns the written config."""
+    folder = Path(folder)
+    files = {}
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder).as_posix()
+        if file.is_file() and rel != "config.json" and not any(part.startswith(".") for part in file.relative_to(folder).parts):
+            files[rel] = file_digest(file)
+    config = dict(config) | {"files": files}
+    tmp = folder / ".config.json.tmp"
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, folder / "config.json")
+    return config
+
+
+def verify_run(folder: str | Path) -> str | None:
+    """``None`` when ``folder`` holds a complete run whose files are all as it recorded them; else the
+    reason, in a few words (unreadable config, not complete, a file missing or changed)."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except FileNotFoundError:
+        return "no config.json"
+    except (OSError, ValueError) as err:
+        return f"config.json is unreadable ({_first_line(err, 80)})"
+    if not isinstance(config, dict):
+        return "config.json is not an object"
+    if config.get("status") != "complete":
+        return f"status is {config.get('status')!r}, not 'complete'"
+    files = config.get("files")
+    if not isinstance(files, dict):
+        return "config.json lists no checksums (written by an older runner)"
+    for name in REQUIRED_FILES:
+        if name not in files:
+            return f"config.json lists no {name}"
+    for rel, digest in files.items():
+        file = folder / rel
+        if not file.is_file():
+            return f"{rel} is missing"
+        try:
+            if file_digest(file) != digest:
+                return f"{rel} changed since the run finished"
+        except OSError as err:
+            return f"{rel} is unreadable ({err.strerror or err})"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _leftover_pid(folder: Path, kind: str) -> int | None:
+    """The pid in ``.<name>.<kind>-<pid>``, or None when the name is not of that form."""
+    head, _, pid = folder.name.rpartition(f".{kind}-")
+    return int(pid) if head and pid.isdigit() else None
+
+
+def _restore_aside(final: Path) -> None:
+    """A ``.<name>.old-<pid>`` of a dead process (a replacement cut short) is put back when ``final``
+    is missing, else deleted."""
+    for old in final.parent.glob(f".{final.name}.old-*"):
+        pid = _leftover_pid(old, "old")
+        if pid is None or pid == os.getpid() or _pid_alive(pid):
+            continue
+        if not final.exists():
+            old.rename(final)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _tidy_leftovers(final: Path, adopt: bool) -> Path | None:
+    """Clean up what killed or failed runs of ``final`` left, and return the folder to resume from.
+
+    Replacements cut short are undone (:func:`_restore_aside`). The ``.<name>.partial-<pid>`` folders
+    of dead processes and ``<name>.failed`` are candidates to resume from (when ``adopt``, the newest
+    one holding checkpoints wins); the others are deleted. A partial
+    folder of a live process means the same run is being executed now: that is refused.
+    """
+    parent = final.parent
+    if not parent.is_dir():
+        return None
+    _restore_aside(final)
+    candidates = []
+    for partial in parent.glob(f".{final.name}.partial-*"):
+        pid = _leftover_pid(partial, "partial")
+        if pid is None:
+            continue
+        if pid != os.getpid() and _pid_alive(pid):
+            raise ConfigError(f"process {pid} is executing this run now (folder {partial}); wait for it or stop it")
+        candidates.append(partial)
+    failed = final.with_name(final.name + ".failed")
+    if failed.is_dir():
+        candidates.append(failed)
+    candidates.sort(key=lambda p: ((p / "checkpoints").is_dir(), p.stat().st_mtime_ns), reverse=True)
+    keep = candidates[0] if adopt and candidates else None
+    for folder in candidates:
+        if folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    return keep
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Rename ``new`` to ``final``, replacing an existing ``final`` so that a kill at any moment leaves
+    either the old or the new folder (or the old one aside as ``.<name>.old-<pid>``, put back by the next run)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    try:
+        new.rename(final)
+    except BaseException:
+        if old is not None and not final.exists():
+            old.rename(final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _process_table() -> dict[int, tuple[int, float]]:
+    """``{pid: (parent pid, CPU seconds of it and its reaped children)}`` from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # after the command name: state ppid ... utime(12) stime(13) cutime(14) cstime(15) (0-based here)
+        table[int(entry.name)] = (int(fields[1]), sum(int(v) for v in fields[11:15]) / tick)
+    return table
+
+
+def _descendants(pid: int, table: dict[int, tuple[int, float]]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in table.items():
+        children.setdefault(parent, []).append(child)
+    found, pending = set(), [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def _new_descendants(known: set[int]) -> set[int]:
+    """This process's descendants that are not in ``known`` (empty where there is no /proc)."""
+    if not os.path.isdir("/proc"):
+        return set()
+    return _descendants(os.getpid(), _process_table()) - known
+
+
+def _end_processes(pids: set[int], wait_s: float = 5.0) -> None:
+    """SIGKILL ``pids`` and wait (up to ``wait_s``) until they are gone."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") and _pid_alive(pid) and
+                                              not _is_zombie(pid) for pid in pids):
+        time.sleep(0.05)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+class KernelWatchdog(threading.Thread):
+    """Ends a run whose kernel (and its child processes) used no CPU for ``idle_s`` seconds.
+
+    A notebook of this book computes in every cell, so a kernel that stays idle while the runner waits
+    for a cell's reply is a lost message (both sides wait on their sockets forever): the watchdog kills
+    the kernel's processes, papermill reports a dead kernel, and the runner names the cell. Linux only
+    (it reads /proc); elsewhere it does nothing and the per-cell timeout remains.
+    """
+
+    def __init__(self, idle_s: float, interval_s: float | None = None, exclude: set[int] | frozenset = frozenset()) -> None:
+        super().__init__(daemon=True, name="kernel-watchdog")
+        self.idle_s = idle_s
+        self.exclude = set(exclude)  # processes that are not the kernel's (they were there before it)
+        self.interval_s = interval_s if interval_s is not None else max(0.5, min(10.0, idle_s / 10))
+        self.fired = False
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        if not os.path.isdir("/proc"):
+            return
+        last: tuple[frozenset, float] | None = None
+        quiet_since = time.monotonic()
+        while not self._stop_event.wait(self.interval_s):
+            table = _process_table()
+            pids = _descendants(os.getpid(), table) - self.exclude
+            now = time.monotonic()
+            if not pids:  # the kernel is not started yet (papermill's start timeout covers that)
+                last, quiet_since = None, now
+                continue
+            state = (frozenset(pids), sum(table[p][1] for p in pids))
+            # progress: a process came or went, or they used at least 2 % of a core since the last look
+            if last is None or state[0] != last[0] or state[1] - last[1] >= 0.02 * self.interval_s:
+                quiet_since = now
+            last = state
+            if now - quiet_since >= self.idle_s:
+                self.fired = True
+                _end_processes(pids)
+                return
 
 
 def run(
@@ -251,19 +605,41 @@ def run(
     runs_dir: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    cell_timeout: float | None = None,
+    idle_timeout: float | None = None,
 ) -> RunResult:
-    """Execute ``notebook`` with ``preset`` and ``parameters`` (or reuse the finished identical run)."""
+    """Execute ``notebook`` with ``preset`` and ``parameters`` (or reuse the finished identical run).
+
+    A run is reused only when :func:`verify_run` accepts its folder; otherwise it is executed again,
+    resuming the checkpoints of an earlier attempt that was killed, interrupted or failed (``force``
+    starts afresh and replaces even a verified run). ``cell_timeout`` (seconds a cell may run) and
+    ``idle_timeout`` (seconds the kernel may use no CPU) default to the preset's ``CELL_TIMEOUT_S``
+    and ``IDLE_TIMEOUT_S``.
+    """
     import papermill
 
     parameters = dict(parameters or {})
     path, checked = check_run_request(notebook, preset, parameters)
     stem = notebook_stem(path)
+    if runs_dir is not None and not str(runs_dir).strip():
+        raise ConfigError("runs_dir is empty; give a folder (default runs/)")
     runs = Path(runs_dir) if runs_dir is not None else RUNS_DIR
     # A notebook that reads other runs is re-run when any of them changed, not reused.
-    key = run_key(path, preset, checked, runs_digest(runs, preset, exclude=stem) if reads_runs(path) else None)
+    if reads_runs(path):
+        # the runs it will read: its runs_root parameter as the notebook (running in its folder) sees it
+        read_root = path.parent / Path(checked["runs_root"]).expanduser() if checked.get("runs_root") else runs
+        key = run_key(path, preset, checked, runs_digest(read_root, preset, exclude=stem))
+    else:
+        key = run_key(path, preset, checked)
     final = runs / stem / f"{preset}-{key}"
-    if final.is_dir() and not force and (final / "config.json").is_file():
-        return RunResult(final, reused=True)
+    if final.parent.is_dir():
+        _restore_aside(final)
+    if final.is_dir() and not force:
+        problem = verify_run(final)
+        if problem is None:
+            _tidy_leftovers(final, adopt=False)
+            return RunResult(final, reused=True)
+        print(f"run folder {final} is not a complete run ({problem}): executing it again", file=sys.stderr)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -271,35 +647,82 @@ def run(
     if not os.access(final.parent, os.W_OK):
         raise ConfigError(f"run directory {final.parent} is not writable")
     partial = final.parent / f".{final.name}.partial-{os.getpid()}"
+    resumed = _tidy_leftovers(final, adopt=not force)
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    if resumed is not None:
+        resumed.rename(partial)
+        for name in (*REQUIRED_FILES, "config.json"):  # written again by this run
+            (partial / name).unlink(missing_ok=True)
+        if (partial / "checkpoints").is_dir():
+            print(f"resuming {stem} ({preset}) from the checkpoints of an earlier, unfinished attempt ({resumed.name})",
+                  file=sys.stderr)
+    else:
+        partial.mkdir()
     seed = int(checked.get("seed", 0))
     device = str(checked.get("device", "auto"))
     resolved = vars(load_config(stem, preset, **(checked | {"run_dir": str(partial)})))
+    weights = weight_files(checked, path.parent)
     commit, dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
+    cell_timeout = cell_timeout if cell_timeout is not None else CELL_TIMEOUT_S.get(preset, max(CELL_TIMEOUT_S.values()))
+    idle_timeout = idle_timeout if idle_timeout is not None else IDLE_TIMEOUT_S.get(preset, max(IDLE_TIMEOUT_S.values()))
+    before = _new_descendants(set())  # processes this one had before the kernel started: not the kernel's
+    watchdog = KernelWatchdog(idle_timeout, exclude=before)
     started = time.time()  # the commit is the one the run started from, not whatever HEAD is when it ends
+    failed = final.with_name(final.name + ".failed")
     try:
-        papermill.execute_notebook(
-            str(path),
-            str(partial / "notebook.ipynb"),
-            parameters=checked | {"preset": preset, "run_dir": str(partial.resolve())},
-            cwd=str(path.parent),
-            kernel_name="python3",
-            progress_bar=progress,
-            request_save_on_cell_execute=True,
-        )
+        watchdog.start()
+        try:
+            papermill.execute_notebook(
+                str(path),
+                str(partial / "notebook.ipynb"),
+                parameters=checked | {"preset": preset, "run_dir": str(partial.resolve())},
+                cwd=str(path.parent),
+                kernel_name="python3",
+                progress_bar=progress,
+                request_save_on_cell_execute=True,
+                execution_timeout=cell_timeout,
+                start_timeout=KERNEL_START_TIMEOUT_S,
+                kernel_manager_class=_kernel_manager(partial / KERNEL_LOG),
+            )
+        finally:
+            watchdog.stop()
+        (partial / KERNEL_LOG).unlink(missing_ok=True)  # kept only with a failed run
         if not (partial / "metrics.json").is_file():
             raise RunFailed(f"{path.name} finished but wrote no metrics.json (call inpaintlib.runner.save_metrics)")
-    except Exception as err:
-        failed = final.with_name(final.name + ".failed")
+        try:
+            json.loads((partial / "metrics.json").read_text())
+        except ValueError as err:
+            raise RunFailed(f"{path.name} wrote a metrics.json that is not JSON ({_first_line(err)})") from err
+    except BaseException as err:
+        if isinstance(err, KeyboardInterrupt):  # a kernel left running would go on writing into the folder
+            # The user asked to stop: papermill's and asyncio's complaints about the kernel ended here
+            # (a dead kernel, a task never awaited) would bury the one line that says what happened.
+            for name in ("papermill", "asyncio"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+            _end_processes(_new_descendants(before))
         shutil.rmtree(failed, ignore_errors=True)
         if partial.exists():
             partial.rename(failed)
+        where = _running_cell(failed / "notebook.ipynb")
+        again = "run the same command again to resume it"
+        log = f" (kernel output in {failed / KERNEL_LOG})" if (failed / KERNEL_LOG).is_file() and \
+            (failed / KERNEL_LOG).stat().st_size else ""
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        if watchdog.fired:
+            raise RunFailed(f"{path.name} ({preset}): {where} made no progress for {idle_timeout:.0f} s (the kernel "
+                            f"used no CPU: a lost kernel message or a stuck cell); stopped and kept in {failed}; {again}") from err
         if isinstance(err, RunFailed):
             raise
         if isinstance(err, papermill.PapermillExecutionError):
             raise RunFailed(f"{path.name} ({preset}): {_failing_cell(err)}; executed notebook kept in {failed}") from err
-        raise RunFailed(f"{path.name} ({preset}): {type(err).__name__}: {err}; partial run kept in {failed}") from err
+        if isinstance(err, TimeoutError) or "Timeout" in type(err).__name__:
+            raise RunFailed(f"{path.name} ({preset}): {where} ran past the limit of {cell_timeout:.0f} s per cell "
+                            f"({type(err).__name__}); kept in {failed}; {again}") from err
+        if not isinstance(err, Exception):
+            raise
+        raise RunFailed(f"{path.name} ({preset}): {type(err).__name__}: {_first_line(err)}; partial run kept in {failed}"
+                        f"{log}; {again}") from err
     config = {
         "notebook": path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path),
         "preset": preset,
@@ -308,6 +731,8 @@ def run(
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in resolved.items() if k not in ("run_dir", "checkpoint_dir")},
         "seed": seed,
         "environment": library_environment(),
+        "weights": weights,
+        "resumed_from": resumed.name if resumed is not None else None,
         "device": _device_description(device),
         "git_commit": commit,
         "git_dirty": dirty,
@@ -316,9 +741,8 @@ def run(
         "wall_time_s": round(time.time() - started, 2),
         "status": "complete",
     }
-    (partial / "config.json").write_text(json.dumps(config, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
+    write_config(partial, config)
+    _replace_folder(partial, final)
     return RunResult(final, reused=False)
 
 

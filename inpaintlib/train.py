@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,8 @@ class Trainer:
     """Train ``method`` for ``steps`` steps on ``batches(step) -> dict`` of tensors.
 
     ``checkpoint_dir``: where ``latest.safetensors`` is written every ``checkpoint_every`` steps and
-    at the end; if it already holds one, training resumes from it (``resume=True``).
+    at the end; if it already holds one, training resumes from it (``resume=True``), saying so in one
+    line on stderr; a checkpoint from past ``steps`` (another, longer run's) is refused.
     ``eval_fn(step) -> dict`` runs every ``eval_every`` steps and at the end; its results go to the history.
     ``amp``: autocast to ``amp_dtype`` (``"bfloat16"``, or ``"float16"`` with a ``GradScaler``).
     ``channels_last``: 4-D weights and batch tensors in NHWC memory order (faster convs on GPUs).
@@ -393,6 +395,14 @@ class Trainer:
             self._raw_weights = None
         if self.resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
+            if self.step > self.steps:  # a longer run's checkpoint: its model is not this run's
+                raise CheckpointError(
+                    f"checkpoint {self.checkpoint_path} is at step {self.step}, past this run's {self.steps} steps: it "
+                    f"belongs to another run; give this run its own checkpoint_dir (or delete that checkpoint)")
+            if self.rank == 0:
+                shown = Path(self.checkpoint_path.parent.name, CHECKPOINT_NAME).as_posix()  # no temporary run path in the book
+                print(f"{type(self.method).__name__}: resuming from step {self.step} of {self.steps} (checkpoint {shown})",
+                      file=sys.stderr)
         self.method.train()
         show = self.progress and self.rank == 0
         bar = tqdm(total=self.steps, initial=self.step, desc=type(self.method).__name__, disable=not show)

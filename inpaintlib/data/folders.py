@@ -19,7 +19,9 @@ problem and the path.
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -177,7 +179,17 @@ def list_images(folder: Path, extensions: tuple[str, ...], recursive: bool) -> l
     if not folder.is_dir():
         return []
     if recursive:
-        files = [Path(d, f) for d, _, names in os.walk(folder, followlinks=True) for f in names]
+        # Symbolic links are followed, each real directory once: a link back up the tree (a loop) or a
+        # second link to the same folder would otherwise list the same photos again and again.
+        files, visited = [], set()
+        for d, dirnames, names in os.walk(folder, followlinks=True):
+            real = os.path.realpath(d)
+            if real in visited:
+                dirnames[:] = []
+                continue
+            visited.add(real)
+            dirnames[:] = sorted(n for n in dirnames if os.path.realpath(os.path.join(d, n)) not in visited)
+            files += [Path(d, f) for f in names]
     else:
         files = [Path(e.path) for e in os.scandir(folder) if e.is_file()]
     return sorted((f for f in files if f.suffix.lower() in extensions), key=lambda f: f.relative_to(folder).as_posix())
@@ -207,6 +219,44 @@ def load_rgb(path: Path) -> np.ndarray:
     if pixels.shape[2] not in (3, 4):
         raise FolderDatasetError(f"image {path} has {pixels.shape[2]} channels; expected 1, 3 or 4")
     return np.ascontiguousarray(pixels[:, :, 2::-1])  # BGR or BGRA -> RGB (H, W, 3)
+
+
+# Photos above this many pixels are decoded at reduced size (JPEG) and cropped and resized in 8 bit
+# before the conversion to float: a 10000 x 10000 photo would otherwise take about 3 GB.
+LARGE_IMAGE_PIXELS = 4096 * 4096
+REDUCIBLE_MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr")
+
+
+def load_square(path: Path, size: int) -> np.ndarray:
+    """``(size, size, 3)`` float32 RGB in [0, 1]: the centre square of the image at ``path`` resized to ``size``.
+
+    Equal to ``resize_square(centre_square(load_rgb(path)), size)``; an 8-bit photo of more than
+    ``LARGE_IMAGE_PIXELS`` pixels whose shorter side is at least 4 ``size`` is decoded at reduced
+    size instead (JPEG DCT scaling, keeping the shorter side at least 8 ``size``), cropped and shrunk
+    by area averaging in 8 bit, then converted (results differ from the full decode by a few levels of 255).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            width, height = img.size
+            large = width * height > LARGE_IMAGE_PIXELS and min(width, height) >= 4 * size and img.mode in REDUCIBLE_MODES
+            if large:
+                scale = 8 * size / min(width, height)
+                img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))  # JPEG: 1/2, 1/4 or 1/8
+                rgb = img.convert("RGB")
+                # DCT scaling by 1/k gives ceil(width / k) pixels, the last one covering a partial block
+                factor = 1 / max(1, round(width / rgb.width))
+                side = min(width, height)
+                left, top = (width - side) // 2, (height - side) // 2  # centre_square's crop, in the reduced grid
+                box = (left * factor, top * factor, (left + side) * factor, (top + side) * factor)
+                pixels = np.asarray(rgb.resize((size, size), Image.Resampling.BOX, box=box))  # area average, uint8
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        large = False  # let load_rgb decode it, or name the file in its error
+    if not large:
+        return resize_square(centre_square(load_rgb(path)), size)
+    return pixels.astype(np.float32) * np.float32(1 / 255)
 
 
 def load_label_ids(path: Path) -> np.ndarray:
@@ -317,7 +367,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self.files):
             raise IndexError(f"image index {index} out of range [0, {len(self.files)})")
-        pixels = resize_square(centre_square(load_rgb(self.files[index])), self.size)  # (size, size, 3)
+        pixels = load_square(self.files[index], self.size)  # (size, size, 3)
         return {"image": _to_image_tensor(pixels)}
 
 

@@ -33,6 +33,7 @@ from inpaintlib.compare import (
 from inpaintlib.lpips import LPIPS
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.models.unet import UNetInpainter
+from inpaintlib.runner import write_config
 from inpaintlib.train import save_weights
 
 EXPECTED = ["01_unet_baseline", "02_contextual_attention", "03_csa"]
@@ -54,8 +55,8 @@ def _run(root: Path, stem: str, key: str, results: dict | None, started: str = "
     config = {"notebook": f"notebooks/{stem}.ipynb", "preset": preset, "key": key, "overrides": {}, "started": started,
               "status": "complete", "parameters": {"image_size": image_size}, "git_commit": "abcdef1234567890",
               "git_dirty": False, "device": {"name": "x86_64"}, "wall_time_s": 3.5}
-    (folder / "config.json").write_text(json.dumps(config))
     (folder / "notebook.ipynb").write_text("{}")
+    write_config(folder, config)  # with the checksums the runner verifies
     return folder
 
 
@@ -148,6 +149,7 @@ def test_inpainter_spec_round_trip_and_grid(tmp_path):
     results = {"biharmonic": _result(11.0), "unet": _result(14.0, inpainter=spec), "plain": _result(12.0),
                "broken": _result(12.0, inpainter=spec | {"weights": "checkpoints/none.safetensors"})}
     (folder / "metrics.json").write_text(json.dumps({"results": results}))
+    write_config(folder, json.loads((folder / "config.json").read_text()))  # the run as it finished
     rows = model_rows(collect(root, "smoke", ["01_unet_baseline", "02_contextual_attention"]))
     images = torch.rand(3, 3, 32, 32)
     masks = torch.zeros(3, 1, 32, 32)

@@ -12,7 +12,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from inpaintlib.__main__ import main
 from inpaintlib.config import ConfigError, load_config, preset_values, validate_parameters
-from inpaintlib.runner import RunFailed, run
+from inpaintlib.runner import RunFailed, run, write_config
 
 PARAMS = 'preset = "cpu"\nseed = 0\ndevice = "auto"\nrun_dir = None\ndata_root = None\nstats_images = None\n'
 
@@ -141,8 +141,9 @@ def _fake_run(runs, stem: str, name: str, metrics: dict, started: str, overrides
     folder = runs / stem / name
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "notebook.ipynb").write_text("{}")
     config = {"preset": name.split("-")[0], "overrides": overrides or {}, "started": started, "status": status}
-    (folder / "config.json").write_text(json.dumps(config))
+    write_config(folder, config)  # with the checksums the runner verifies
     return folder
 
 
@@ -185,6 +186,7 @@ def test_a_notebook_that_reads_runs_is_rerun_when_another_run_changes(tmp_path, 
     assert not first.reused
     assert run(nb_path, "smoke", runs_dir=runs, progress=False).reused  # nothing changed
     (baseline / "metrics.json").write_text(json.dumps({"results": {"unet": 2}}))
+    write_config(baseline, json.loads((baseline / "config.json").read_text()))  # a new, verified result
     changed = run(nb_path, "smoke", runs_dir=runs, progress=False)
     assert not changed.reused and changed.path != first.path
     from inpaintlib.runner import reads_runs, run_key, runs_digest
