@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere
 import inpaintlib.models  # noqa: E402
 from inpaintlib.data.batches import InpaintingBatches, training_masks  # noqa: E402
 from inpaintlib.data.scenes import ScenesDataset  # noqa: E402
+from inpaintlib.runner import cpu_model  # noqa: E402
 from inpaintlib.train import Method, Trainer, count_parameters, resolve_device, seed_everything  # noqa: E402
 
 IMAGE_SIZE_NAMES = ("image_size", "input_size", "size")
@@ -137,20 +138,12 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def _cpu_name() -> str:
-    try:
-        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-    except OSError:
-        match = None
-    return match.group(1).strip() if match else platform.processor() or platform.machine()
-
-
 def provenance(device: torch.device, quick: bool) -> dict[str, str]:
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     return {
         "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "device": str(device),
-        "device name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
         "CPU cores visible / torch threads": f"{os.cpu_count()} / {torch.get_num_threads()}",
         "torch": torch.__version__,
         "python": platform.python_version(),

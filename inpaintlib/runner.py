@@ -320,14 +320,26 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (e.g. "AMD EPYC 9B14"); the architecture elsewhere."""
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        match = None
+    return match.group(1).strip() if match else platform.processor() or platform.machine()
+
+
 def _device_description(device: str) -> dict[str, str]:
+    """What a run's numbers depend on beyond its code: the device, and on a CPU its model, the kernels torch
+    chose for its instruction set (``get_cpu_capability``) and the thread count."""
     import torch
 
     from inpaintlib.train import resolve_device
 
     dev = resolve_device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
-    return {"requested": device, "resolved": str(dev), "name": name, "cpu_threads": str(torch.get_num_threads())}
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model()
+    return {"requested": device, "resolved": str(dev), "name": name, "cpu_model": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_threads": str(torch.get_num_threads())}
 
 
 def _failing_cell(err: Exception) -> str:

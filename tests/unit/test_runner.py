@@ -239,3 +239,15 @@ def test_gpu_machine_scripts_import_without_jupyter():
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_device_record_names_the_cpu_its_kernels_and_threads():
+    import torch
+
+    from inpaintlib.runner import _device_description, cpu_model
+
+    found = _device_description("cpu")
+    assert found["resolved"] == "cpu" and found["cpu_model"] == cpu_model() == found["name"]
+    assert found["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert found["cpu_threads"] == str(torch.get_num_threads())
+    assert cpu_model() not in ("", "x86_64") or not Path("/proc/cpuinfo").is_file()  # a model, not the architecture
