@@ -374,6 +374,8 @@ def _kernel_manager(log_path: Path) -> type:
     the traceback of a kernel killed mid-message) to ``log_path`` rather than to the user's terminal."""
     from jupyter_client.manager import AsyncKernelManager
 
+    log_path = Path(log_path).absolute()  # papermill launches the kernel from inside the notebook's folder
+
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> Any:
             with open(log_path, "ab") as log:  # the kernel keeps its own copy of the descriptor

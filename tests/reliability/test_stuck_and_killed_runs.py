@@ -128,3 +128,12 @@ def test_9_a_cell_that_never_ends_is_ended_by_the_cell_timeout(tmp_path, kernel_
     with pytest.raises(RunFailed, match=r"cell \[3\] \(while True:\) ran past the limit of 3 s per cell") as err:
         run(nb, "smoke", runs_dir=tmp_path / "runs", progress=False, cell_timeout=3)
     assert time.monotonic() - started < 120 and "\n" not in str(err.value)
+
+
+def test_a_relative_runs_folder_works(tmp_path, monkeypatch, kernel_environment):
+    """``make test`` passes ``runs`` (relative); papermill starts the kernel from the notebook's folder, so
+    the kernel's log file must not be opened relative to that folder."""
+    nb = make_notebook(tmp_path / "nbs", "from inpaintlib.runner import save_metrics\nsave_metrics(run_dir, {'ok': 1})")
+    monkeypatch.chdir(tmp_path)
+    done = run(nb, "smoke", runs_dir=Path("runs"), progress=False)
+    assert (tmp_path / done.path / "metrics.json").is_file() and not (tmp_path / done.path / "kernel.log").exists()
