@@ -27,8 +27,9 @@ import importlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
 import numpy as np
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 from inpaintlib.classical import CLASSICAL_METHODS
+from inpaintlib.evaluate import Benchmark, EvalResult, evaluate
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.runner import latest_runs
 from inpaintlib.stats import paired_comparison
@@ -345,7 +347,16 @@ def budget_notes(rows: Sequence[ModelRow]) -> list[str]:
         odd = [f"{label} ({v:,.0f})" for label, v in values.items() if not math.isnan(v) and v != common]
         if odd:
             notes.append(f"{what} differs from the usual {common:,.0f}: {', '.join(odd)}")
+    data = {row.label: data_name(row.run) for row in rows if row.model is not None}
+    if len(set(data.values())) > 1:
+        notes.append("trained and scored on different data: " + ", ".join(f"{label} ({name})" for label, name in data.items()))
     return notes
+
+
+def data_name(run: ChapterRun) -> str:
+    """The data a run trained and was scored on: "scenes", or a folder's layout and path (``data_root``)."""
+    data = run.metrics.get("data") or run.config.get("data") or {"name": "scenes"}
+    return data["name"] if data["name"] == "scenes" else f"{data['name']} {data.get('root', '')}".strip()
 
 
 def is_classical(row: ModelRow) -> bool:
@@ -403,13 +414,36 @@ def inpainter_spec(factory: Callable[..., nn.Module], kwargs: dict, weights: str
     return {"factory": f"{factory.__module__}:{factory.__qualname__}", "kwargs": kwargs, "weights": weights.relative_to(run_dir).as_posix()}
 
 
-def load_inpainter(row: ModelRow, device: torch.device | str = "cpu") -> tuple[InpaintFn | None, str]:
-    """Rebuild a row's model as ``inpaint(masked_image, mask) -> image``; ``(None, reason)`` when it cannot be."""
+def seed_weights(row: ModelRow) -> dict[int, str]:
+    """``{seed: weights file}`` (relative to the run folder) of a learned row: the recorded file and, when it
+    follows the experiments' ``seed<k>.safetensors`` naming (``Experiment.run_dir``), the files of the
+    row's other seeds that exist beside it. Empty for a row without an inpainter spec."""
+    spec = row.result.get("inpainter")
+    if row.model is None or spec is None:
+        return {}
+    recorded = PurePosixPath(spec["weights"])
+    match = re.fullmatch(r"seed(-?\d+)\.safetensors", recorded.name)
+    if match is None:
+        return {int(row.result.get("seed_spread", {}).get("seeds", [0])[0]): spec["weights"]}
+    found = {int(match.group(1)): spec["weights"]}
+    for seed in row.result.get("seed_spread", {}).get("seeds", []):
+        sibling = (recorded.parent / f"seed{int(seed)}.safetensors").as_posix()
+        if (row.run.path / sibling).is_file():
+            found[int(seed)] = sibling
+    return dict(sorted(found.items()))
+
+
+def load_inpainter(row: ModelRow, device: torch.device | str = "cpu",
+                   weights: str | None = None) -> tuple[InpaintFn | None, str]:
+    """Rebuild a row's model as ``inpaint(masked_image, mask) -> image``; ``(None, reason)`` when it cannot be.
+
+    ``weights``: another weights file of the same model in its run folder (another seed, ``seed_weights``)."""
     if row.model in CLASSICAL_METHODS:
         return CLASSICAL_METHODS[row.model], "classical"
     spec = row.result.get("inpainter")
     if row.model is None or spec is None:
         return None, "no inpainter spec recorded by its chapter"
+    spec = spec | ({"weights": weights} if weights is not None else {})
     module_name, qualname = spec["factory"].split(":")
     try:
         factory = importlib.import_module(module_name)
@@ -426,6 +460,76 @@ def load_inpainter(row: ModelRow, device: torch.device | str = "cpu") -> tuple[I
         return module(image.to(device), mask.to(device)).cpu()
 
     return inpaint, "rebuilt from " + spec["weights"]
+
+
+def seed_evaluations(rows: Sequence[ModelRow], bench: Benchmark, device: torch.device | str = "cpu"
+                     ) -> tuple[dict[str, list[EvalResult]], dict[str, str]]:
+    """Every row that can be rebuilt, scored on ``bench``: ``{label: [EvalResult per seed]}`` (a classical
+    method: one), and ``{label: why it was not scored}``."""
+    results, skipped = {}, {}
+    for row in rows:
+        files = seed_weights(row) if not is_classical(row) else {0: None}
+        if not files:
+            skipped[row.label] = row.status if row.model is None else "no inpainter spec recorded by its chapter"
+            continue
+        runs = []
+        for file in files.values():
+            inpaint, why = load_inpainter(row, device, weights=file)
+            if inpaint is None:
+                skipped[row.label] = why
+                break
+            runs.append(evaluate(inpaint, bench, progress=False))
+        else:
+            results[row.label] = runs
+    return results, skipped
+
+
+def seed_matrix(runs: Sequence[EvalResult], metric: str = "psnr_hole") -> np.ndarray:
+    """Per-seed, per-image scores ``(seeds, images)`` of one model's evaluations."""
+    return np.stack([r.per_image[metric].numpy().astype(np.float64) for r in runs])
+
+
+def versus_reference(results: dict[str, list[EvalResult]], reference: str, metric: str = "psnr_hole") -> dict[str, dict]:
+    """``{label: paired_comparison(label - reference)}`` on one benchmark for every other model scored with
+    at least two seeds (``reference`` is a classical method: one evaluation)."""
+    base = seed_matrix(results[reference], metric)[0]
+    return {label: paired_comparison(seed_matrix(runs, metric), base)
+            for label, runs in results.items() if label != reference and len(runs) > 1}
+
+
+def transfer_table(rows: Sequence[ModelRow], photo_results: dict[str, list[EvalResult]],
+                   photo_versus: dict[str, dict], scenes_versus: dict[str, dict]):
+    """One row per model scored on photographs: its Scenes in-hole PSNR (as its chapter recorded it), its
+    photo scores (mean over seeds), and its paired difference to the classical floor on each data set."""
+    import pandas as pd
+
+    by_label = {row.label: row for row in rows}
+
+    def interval(result: dict | None) -> str:
+        return "n/a" if result is None else f"{result['delta_mean']:+.2f} [{result['ci95'][0]:+.2f}, {result['ci95'][1]:+.2f}]"
+
+    table = {}
+    for label, runs in photo_results.items():
+        means = {m: float(seed_matrix(runs, m).mean()) for m in ("psnr_hole", "ssim_hole", "l1_hole")}
+        scenes = _numbers(by_label[label])["psnr_hole"] if label in by_label else math.nan
+        table[label] = {"Scenes psnr_hole": scenes, "photos psnr_hole": means["psnr_hole"],
+                        "photos ssim_hole": means["ssim_hole"], "photos l1_hole": means["l1_hole"], "seeds": len(runs),
+                        "Scenes: minus floor [95 % CI]": interval(scenes_versus.get(label)),
+                        "photos: minus floor [95 % CI]": interval(photo_versus.get(label))}
+    return pd.DataFrame(table).T
+
+
+def transfer_summary(photo_versus: dict[str, dict], scenes_versus: dict[str, dict], floor: str) -> str:
+    """How many learned models are better than, worse than, or not told apart from the floor on each data set."""
+    def counts(versus: dict[str, dict]) -> str:
+        tally = {v: sum(r["verdict"] == v for r in versus.values()) for v in ("helps", "hurts", "no detectable effect")}
+        return (f"{tally['helps']} better than {floor}, {tally['hurts']} worse, {tally['no detectable effect']} not "
+                f"told apart (of {len(versus)})")
+
+    shifts = [photo_versus[k]["delta_mean"] - scenes_versus[k]["delta_mean"] for k in photo_versus if k in scenes_versus]
+    moved = (f" Against {floor}, the learned models moved by {np.mean(shifts):+.2f} dB on average from Scenes to photographs "
+             f"(from {min(shifts):+.2f} to {max(shifts):+.2f} dB)." if shifts else "")
+    return f"On Scenes: {counts(scenes_versus)}. On photographs: {counts(photo_versus)}.{moved}"
 
 
 def composed_outputs(rows: Sequence[ModelRow], images: torch.Tensor, masks: torch.Tensor,

@@ -30,11 +30,18 @@ FIXED_PARAMETERS: dict[str, tuple[type, ...]] = {
 }
 
 
-# Parameters every notebook declares but no notebook implements yet: refused when set, in one line,
-# rather than accepted and silently ignored (issue 21 will make ``data_root`` work).
-UNSUPPORTED_PARAMETERS: dict[str, str] = {
-    "data_root": "every chapter trains and evaluates on the Scenes benchmark for now (folder data sets: issue 21); leave it unset",
+# Chapters that cannot run on a folder of photos (``data_root``), and why: refused in one line before
+# any work. The others train and evaluate on the folder (inpaintlib.data.sources).
+NO_FOLDER_DATA: dict[str, str] = {
+    "00_data_and_masks": "chapter 0 shows the procedural Scenes data set itself",
+    **{chapter: f"{what} per-pixel labels of the Scenes classes (and is scored by a segmenter trained on Scenes); "
+                "a folder of photos has no such labels, and labelled layouts (Cityscapes, ADE20K) have other classes"
+       for chapter, what in (("04_sge_net", "SGE-Net's segmentation branch needs"),
+                             ("05_coherence_priors", "the coherence priors' segmentation head needs"),
+                             ("06_saca", "SACA's segmentation head needs"),
+                             ("07_spl", "SPL's semantic prior teacher needs"))},
 }
+FOLDER_CHAPTERS = "01, 02, 03, 08 and the comparison (09)"
 # Where interactive sessions (Jupyter) put their run folders when ``run_dir`` is not given.
 INTERACTIVE_RUNS = REPO_ROOT / "runs" / "interactive"
 
@@ -82,8 +89,8 @@ def validate_parameters(notebook: str, preset: str, parameters: dict[str, Any]) 
     knobs = preset_values(notebook, preset)
     checked = {}
     for name, value in parameters.items():
-        if name in UNSUPPORTED_PARAMETERS and value is not None:
-            raise ConfigError(f"parameter {name!r} is not supported yet: {UNSUPPORTED_PARAMETERS[name]}")
+        if name == "data_root" and value is not None:
+            _check_data_root(notebook, value)
         if name in FIXED_PARAMETERS:
             if not isinstance(value, FIXED_PARAMETERS[name]) or isinstance(value, bool):
                 allowed = " or ".join("None" if t is type(None) else t.__name__ for t in FIXED_PARAMETERS[name])
@@ -104,10 +111,28 @@ def validate_parameters(notebook: str, preset: str, parameters: dict[str, Any]) 
     return checked
 
 
+def _check_data_root(notebook: str, value: Any) -> None:
+    """A ``data_root`` this notebook can use: a folder of at least two photos, in a chapter that trains on it."""
+    if notebook in NO_FOLDER_DATA:
+        raise ConfigError(f"parameter 'data_root' is not available in {notebook}: {NO_FOLDER_DATA[notebook]}; "
+                          f"chapters {FOLDER_CHAPTERS} run on a folder")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"parameter 'data_root' must be a folder path, got {value!r}")
+    from inpaintlib.data.folders import FolderDatasetError
+    from inpaintlib.data.sources import open_data_root
+
+    try:
+        open_data_root(value)
+    except FolderDatasetError as err:
+        raise ConfigError(f"parameter 'data_root': {err}") from err
+
+
 def load_config(notebook: str, preset: str, **parameters: Any) -> SimpleNamespace:
     """The resolved configuration of a notebook run; ``None`` parameters take the preset's value.
 
-    ``run_dir`` becomes a ``Path``, created if needed; ``checkpoint_dir`` is ``run_dir / "checkpoints"``.
+    ``run_dir`` becomes a ``Path``, created if needed; ``checkpoint_dir`` is ``run_dir / "checkpoints"``;
+    ``data`` records the training and evaluation data (``{"name": "scenes"}`` or the ``data_root`` folder's
+    layout, path, image counts and fingerprint).
     Without ``run_dir`` (an interactive session) it is ``runs/interactive/<notebook>-<preset>-<key>``,
     ``key`` a hash of every resolved value (:func:`interactive_key`): a session with other parameters
     gets its own folder, so the trainer never resumes a model trained with other parameters.
@@ -117,11 +142,17 @@ def load_config(notebook: str, preset: str, **parameters: Any) -> SimpleNamespac
     given.setdefault("device", "auto")
     cfg = preset_values(notebook, preset) | validate_parameters(notebook, preset, given)
     run_dir = cfg.pop("run_dir", None)
-    run_dir = Path(run_dir) if run_dir else INTERACTIVE_RUNS / f"{notebook}-{preset}-{interactive_key(cfg)}"
+    from inpaintlib.data.sources import data_record
+
+    data = data_record(cfg.get("data_root"))
+    keyed = cfg | {"data": data} if "data_root" in cfg else cfg  # a folder's contents, not only its path
+    run_dir = Path(run_dir) if run_dir else INTERACTIVE_RUNS / f"{notebook}-{preset}-{interactive_key(keyed)}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.setdefault("data_root", None)
     return SimpleNamespace(
-        notebook=notebook, preset=preset, run_dir=run_dir, checkpoint_dir=run_dir / "checkpoints", **cfg
+        notebook=notebook, preset=preset, run_dir=run_dir, checkpoint_dir=run_dir / "checkpoints", data=data, **cfg
     )
+
 
 
 def interactive_key(values: dict[str, Any]) -> str:

@@ -16,6 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from inpaintlib.checks import check_image
+from inpaintlib.data.folders import IGNORE_INDEX
+from inpaintlib.data.photos import photo_crops
 from inpaintlib.data.scenes import ScenesDataset
 from inpaintlib.masks import BUCKET_NAMES, boundary_crossing_mask, bucket_of, hole_ratio, load_eval_masks
 from inpaintlib.metrics import METRIC_NAMES, image_metrics
@@ -57,6 +59,26 @@ class Benchmark:
             hole = torch.from_numpy(np.stack([boundary_crossing_mask(rng, lab.numpy()) for lab in data["labels"]]))[:, None]
             bucket = bucket_of(hole_ratio(hole))
         return cls(data["image"], hole, bucket, data["labels"], name=f"scenes-{size}-{masks}")
+
+    @classmethod
+    def from_images(cls, images: torch.Tensor, per_bucket: int, name: str) -> "Benchmark":
+        """Any images ``(M, 3, S, S)`` with the committed bucketed masks: ``per_bucket`` x 6 items.
+
+        Item ``i`` pairs mask ``i`` with image ``i mod M`` (a few images are reused under other
+        masks). There are no labels: every pixel is ``IGNORE_INDEX``.
+        """
+        check_image(images, f"{name} images")
+        chosen = load_eval_masks().take(per_bucket)
+        size = images.shape[-1]
+        index = torch.arange(len(chosen.bucket)) % len(images)
+        labels = torch.full((len(index), size, size), IGNORE_INDEX, dtype=torch.long)
+        return cls(images[index], chosen.at_size(size), chosen.bucket, labels, name=f"{name}-{size}")
+
+    @classmethod
+    def photos(cls, size: int = 64, per_bucket: int = 10) -> "Benchmark":
+        """Crops of the photographs bundled with scikit-image and matplotlib (``inpaintlib.data.photos``)."""
+        crops, _ = photo_crops(size, per_bucket * len(BUCKET_NAMES))
+        return cls.from_images(crops, per_bucket, "photos")
 
 
 @dataclass

@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from inpaintlib.data.batches import InpaintingBatches
+from inpaintlib.data.sources import folder_batches, folder_benchmark, open_data_root
 from inpaintlib.evaluate import Benchmark, evaluate, seed_spread
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.recipe import Recipe, get_recipe
@@ -107,6 +108,7 @@ class Experiment:
     threads: int = 1                    # torch threads of each job
     device: str = "cpu"
     amp: bool = False                   # mixed precision (the Trainer's autocast; for GPUs)
+    data_root: str | None = None        # a folder of photos instead of Scenes (inpaintlib.data.sources)
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
@@ -120,6 +122,13 @@ class Experiment:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
         get_recipe(self.recipe)
+        if self.data_root is not None:
+            labelled = [name for name, on in (("boundary_fraction", self.boundary_fraction > 0),
+                                               ("benchmark_masks='boundary'", self.benchmark_masks == "boundary"),
+                                               ("extra_benchmarks", bool(self.extra_benchmarks)),
+                                               ("segmenter_steps", self.segmenter_steps > 0)) if on]
+            if labelled:
+                raise ValueError(f"{', '.join(labelled)} need(s) Scenes labels; a data_root folder has none")
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -129,11 +138,16 @@ class Experiment:
 
     def batches(self, seed: int) -> InpaintingBatches:
         """Training batches of ``seed``: the same for every arm."""
+        if self.data_root is not None:
+            return folder_batches(open_data_root(self.data_root), self.image_size, self.train_images, self.batch_size, seed)
         return InpaintingBatches.scenes(self.image_size, self.train_images, self.batch_size, seed=seed,
                                         boundary_fraction=self.boundary_fraction)
 
     def benchmark(self, per_bucket: int | None = None, masks: str | None = None) -> Benchmark:
-        """The main benchmark (or the one with ``masks``), ``per_bucket`` images per bucket."""
+        """The main benchmark (or the one with ``masks``), ``per_bucket`` images per bucket: Scenes, or the
+        held-out images of ``data_root``."""
+        if self.data_root is not None:
+            return folder_benchmark(open_data_root(self.data_root), self.image_size, per_bucket or self.eval_per_bucket)
         return Benchmark.scenes(self.image_size, per_bucket or self.eval_per_bucket, masks=masks or self.benchmark_masks)
 
     def run_dir(self, arm: str, seed: int) -> Path:

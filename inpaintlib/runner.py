@@ -140,6 +140,9 @@ def check_run_request(notebook: str | Path, preset: str, parameters: dict[str, A
         raise ConfigError("parameter 'run_dir' is chosen by the runner (one folder per run under the runs "
                           "directory); use runs_dir (--runs-dir) to put runs elsewhere")
     path = resolve_notebook(notebook)
+    if isinstance(parameters.get("data_root"), str) and parameters["data_root"].strip():
+        # relative to where the command was typed, not to notebooks/ where the kernel runs
+        parameters = parameters | {"data_root": str(Path(parameters["data_root"]).expanduser().resolve())}
     checked = validate_parameters(notebook_stem(path), preset, parameters)
     declared = _parameter_names(path)
     missing = sorted(set(checked) - declared)
@@ -284,8 +287,8 @@ def weight_files(parameters: dict[str, Any], notebook_dir: Path = NOTEBOOKS_DIR)
 
 
 def run_key(path: Path, preset: str, parameters: dict[str, Any], runs_seen: str | None = None) -> str:
-    """Hash of preset, parameters, notebook code, library and the contents of the weight files the run
-    reads (:func:`weight_files`); ``runs_seen`` (a ``runs_digest``) for notebooks that read runs."""
+    """Hash of preset, parameters, notebook code, library, the contents of the weight files the run
+    reads (:func:`weight_files`) and the fingerprint of a ``data_root`` folder; ``runs_seen`` (a ``runs_digest``) for notebooks that read runs."""
     nb = _read_notebook(path)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     inputs = {"preset": preset, "parameters": parameters, "code": code, "lib": _source_digest(path.stem, code)}
@@ -295,6 +298,10 @@ def run_key(path: Path, preset: str, parameters: dict[str, Any], runs_seen: str 
     weights = {name: entry["sha256"] for name, entry in weight_files(parameters, path.parent).items()}
     if weights:  # their contents, not only their names: a file replaced behind the same path counts
         inputs["weights"] = weights
+    if parameters.get("data_root"):  # the folder's files (names, sizes, times), not only its path
+        from inpaintlib.data.sources import open_data_root
+
+        inputs["data"] = open_data_root(parameters["data_root"]).fingerprint()
     if runs_seen is not None:
         inputs["runs"] = runs_seen
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:10]
@@ -746,6 +753,7 @@ def run(
         "seed": seed,
         "environment": library_environment(),
         "weights": weights,
+        "data": resolved["data"],
         "resumed_from": resumed.name if resumed is not None else None,
         "device": _device_description(device),
         "git_commit": commit,

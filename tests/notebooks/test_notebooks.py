@@ -52,3 +52,22 @@ def test_notebook_runs_at_smoke(path: Path, tmp_path):
     assert metrics, "the notebook recorded no metrics"
     assert all(math.isfinite(x) for x in _finite_numbers(metrics))
     assert result.config["preset"] == "smoke"
+
+
+@pytest.mark.notebook
+def test_chapter_1_trains_and_evaluates_on_a_folder_of_photos(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(7):  # a few "photos": smooth colour gradients with noise, of odd sizes
+        y, x = np.mgrid[0:37, 0:45]
+        rgb = np.stack([x * 5 + 20 * i, y * 6, (x + y) * 3], axis=2) + rng.integers(0, 20, (37, 45, 3))
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(tmp_path / f"photo{i}.jpg")
+    result = run(NOTEBOOKS_DIR / "01_unet_baseline.ipynb", "smoke", {"data_root": str(tmp_path)},
+                 runs_dir=tmp_path / "runs", force=True, progress=False)
+    metrics = json.loads((result.path / "metrics.json").read_text())
+    assert metrics["data"] == result.config["data"]
+    assert metrics["data"]["name"] == "flat" and metrics["data"]["train_images"] == 6 and metrics["data"]["test_images"] == 1
+    assert metrics["experiments"]["book"]["experiment"]["data_root"] == str(tmp_path)
+    assert metrics["results"]["unet"]["n"] == 6  # the held-out photo under the six smoke masks

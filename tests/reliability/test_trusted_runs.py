@@ -89,16 +89,41 @@ def test_1_trainer_refuses_a_checkpoint_from_past_its_steps_and_says_when_it_res
 # 2. data_root is accepted and never used -------------------------------------------------------
 
 
-def test_2_data_root_is_refused_in_one_line(tmp_path, fake_papermill, capsys):
-    with pytest.raises(ConfigError, match="'data_root' is not supported yet"):
+def _photos(folder: Path, count: int) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", (12, 10), (20 * i, 40, 60)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_2_a_bad_data_root_is_refused_in_one_line_before_any_work(tmp_path, fake_papermill, capsys):
+    with pytest.raises(ConfigError, match="'data_root': data root .*nope does not exist"):
         check_run_request("01_unet_baseline", "smoke", {"data_root": str(tmp_path / "nope")})
-    with pytest.raises(ConfigError, match="'data_root' is not supported yet"):
-        load_config("01_unet_baseline", "smoke", data_root=str(tmp_path), run_dir=str(tmp_path / "r"))
-    argv = ["run", "01_unet_baseline", "--preset", "smoke", "-p", "data_root", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
-    assert main(argv) == 2
-    assert "data_root" in _one_line_error(capsys)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no images"):
+        load_config("01_unet_baseline", "smoke", data_root=str(tmp_path / "empty"), run_dir=str(tmp_path / "r"))
+    with pytest.raises(ConfigError, match="not available in 04_sge_net"):
+        check_run_request("04_sge_net", "smoke", {"data_root": str(_photos(tmp_path / "few", 3))})
+    for folder in ("empty", str(_photos(tmp_path / "one", 1))):
+        argv = ["run", "01_unet_baseline", "--preset", "smoke", "-p", "data_root", str(tmp_path / folder),
+                "--runs-dir", str(tmp_path / "runs")]
+        assert main(argv) == 2
+        assert "data_root" in _one_line_error(capsys)
     assert not fake_papermill.calls and not (tmp_path / "runs").exists()
-    assert load_config("01_unet_baseline", "smoke", data_root=None, run_dir=str(tmp_path / "r")).image_size == 32
+
+
+def test_2_a_data_root_reaches_the_notebook_and_its_contents_key_the_run(tmp_path, fake_papermill, monkeypatch):
+    _photos(tmp_path / "mine", 6)
+    monkeypatch.chdir(tmp_path)  # a relative folder is taken from where the command was typed
+    first = run("01_unet_baseline", "smoke", {"data_root": "mine"}, runs_dir=tmp_path / "runs", progress=False)
+    assert fake_papermill.calls[-1]["parameters"]["data_root"] == str((tmp_path / "mine").resolve())
+    assert first.config["data"]["name"] == "flat" and first.config["data"]["train_images"] == 5
+    assert run("01_unet_baseline", "smoke", {"data_root": "mine"}, runs_dir=tmp_path / "runs", progress=False).reused
+    _photos(tmp_path / "mine", 7)  # one more photo: another data set, another run
+    second = run("01_unet_baseline", "smoke", {"data_root": "mine"}, runs_dir=tmp_path / "runs", progress=False)
+    assert not second.reused and second.path != first.path and len(fake_papermill.calls) == 2
 
 
 # 3. Incomplete run folders are reused as finished ----------------------------------------------

@@ -26,10 +26,16 @@ from inpaintlib.compare import (
     provenance_table,
     run_href,
     paired_versus,
+    seed_evaluations,
     seed_scores,
+    seed_weights,
     split_by_budget,
     table_html,
+    transfer_summary,
+    transfer_table,
+    versus_reference,
 )
+from inpaintlib.evaluate import Benchmark, evaluate
 from inpaintlib.lpips import LPIPS
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.models.unet import UNetInpainter
@@ -219,3 +225,53 @@ def test_paired_versus_uses_each_models_own_seeds(tmp_path):
     assert list(out) == ["unet"]                       # one seed gives no interval
     assert out["unet"]["delta_mean"] == pytest.approx(1.1) and out["unet"]["verdict"] == "helps"
     assert seed_scores(rows[1]).shape == (1, 3) and paired_versus(rows, np.zeros(4)) == {}
+
+
+def test_every_seed_of_a_model_is_scored_on_another_benchmark_and_compared_with_the_floor(tmp_path):
+    root = tmp_path / "runs"
+    folder = _run(root, "01_unet_baseline", "u1", {})
+    generators = {}
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        generators[seed] = UNetInpainter([4, 8]).eval()
+        (folder / "checkpoints/book/unet").mkdir(parents=True, exist_ok=True)
+        save_weights(generators[seed], folder / f"checkpoints/book/unet/seed{seed}.safetensors")
+    spec = inpainter_spec(UNetInpainter, {"channels": [4, 8]}, folder / "checkpoints/book/unet/seed0.safetensors", folder)
+    scores = [[14.0 + s, 15.0 + s, 16.0] for s in (0, 0.1, 0.2)]
+    results = {"biharmonic": _result(11.0, n=3), "unet": _trained(15.0, 64, scores) | {"inpainter": spec},
+               "plain": _trained(14.0, 64, scores)}
+    results["unet"]["seed_spread"]["seeds"] = [0, 1, 2, 3]  # seed 3's weights are missing: left out
+    (folder / "metrics.json").write_text(json.dumps({"results": results}))
+    write_config(folder, json.loads((folder / "config.json").read_text()))
+    rows = model_rows(collect(root, "smoke", ["01_unet_baseline"]))
+    unet = next(r for r in rows if r.label == "unet")
+    assert seed_weights(unet) == {s: f"checkpoints/book/unet/seed{s}.safetensors" for s in (0, 1, 2)}
+    bench = Benchmark.from_images(torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1)), 1, "toy")
+    evaluations, skipped = seed_evaluations(rows, bench)
+    assert len(evaluations["unet"]) == 3 and len(evaluations["biharmonic"]) == 1 and "no inpainter spec" in skipped["plain"]
+    for seed, result in zip((0, 1, 2), evaluations["unet"]):   # each seed's own weights
+        expected = evaluate(generators[seed], bench, progress=False).per_image["psnr_hole"]
+        assert torch.allclose(result.per_image["psnr_hole"], expected)
+    versus = versus_reference(evaluations, "biharmonic")
+    diffs = np.stack([r.per_image["psnr_hole"].numpy() for r in evaluations["unet"]]) - \
+        evaluations["biharmonic"][0].per_image["psnr_hole"].numpy()
+    assert list(versus) == ["unet"] and versus["unet"]["delta_mean"] == pytest.approx(float(diffs.mean()), rel=1e-5)
+    scenes = {"unet": {"delta_mean": 1.0, "ci95": [0.5, 1.5], "verdict": "helps"}}
+    table = transfer_table(rows, evaluations, versus, scenes)
+    assert table.loc["unet", "seeds"] == 3 and table.loc["unet", "Scenes psnr_hole"] == 15.0
+    assert table.loc["unet", "Scenes: minus floor [95 % CI]"] == "+1.00 [+0.50, +1.50]"
+    assert table.loc["biharmonic", "photos: minus floor [95 % CI]"] == "n/a"
+    summary = transfer_summary(versus, scenes, "biharmonic")
+    assert summary.startswith("On Scenes: 1 better than biharmonic, 0 worse, 0 not told apart (of 1).")
+    assert f"{versus['unet']['delta_mean'] - 1.0:+.2f} dB on average" in summary
+
+
+def test_budget_notes_name_models_trained_on_other_data(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "01_unet_baseline", "u", {"unet": _trained(16.0, 3200, [[16, 16, 16], [16.2, 16, 16]])})
+    folder = _run(root, "02_contextual_attention", "d", {"deepfill_ca": _trained(15.5, 3200, [[15, 16, 15.5], [15.5, 15.5, 15.5]])})
+    metrics = json.loads((folder / "metrics.json").read_text()) | {"data": {"name": "flat", "root": "/photos"}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    write_config(folder, json.loads((folder / "config.json").read_text()))
+    notes = budget_notes(model_rows(collect(root, "smoke", EXPECTED[:2])))
+    assert notes == ["trained and scored on different data: unet (scenes), deepfill_ca (flat /photos)"]
