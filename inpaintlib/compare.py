@@ -394,6 +394,76 @@ def paired_versus(rows: Sequence[ModelRow], reference: np.ndarray, metric: str =
     return out
 
 
+def _experiments(run: ChapterRun) -> list[dict]:
+    """The ``Experiment.to_json()`` records of a chapter's run (``"experiment"``, or each of ``"experiments"``)."""
+    if isinstance(run.metrics.get("experiment"), dict):
+        return [run.metrics["experiment"]]
+    return [e for e in (run.metrics.get("experiments") or {}).values() if isinstance(e, dict)]
+
+
+def seed_curves(row: ModelRow, metric: str = "psnr_hole") -> tuple[dict[int, list[tuple[int, float]]], int | None]:
+    """``({seed: [(images_seen, value), ...]}, curve_per_bucket)``: the periodic evaluations of the row's
+    model during training, from the experiment whose arm has the row's name and budget."""
+    images = row.result.get("budget", {}).get("images_seen")
+    for record in _experiments(row.run):
+        curves = {int(r["seed"]): [(int(p["images_seen"]), float(p[metric])) for p in r.get("curve", [])]
+                  for r in record.get("runs", [])
+                  if r.get("arm") == row.model and r.get("budget", {}).get("images_seen") == images}
+        if curves:
+            return curves, record.get("experiment", {}).get("curve_per_bucket")
+    return {}, None
+
+
+def curve_slope(row: ModelRow, last_points: int = 3, metric: str = "psnr_hole") -> dict | None:
+    """How fast the row's model was still improving when training stopped: the least-squares slope of
+    ``metric`` against log2(images seen) over each seed's last ``last_points`` evaluations (dB per doubling
+    of the budget), its mean over seeds with a 95 % t-interval, and the final value (mean over seeds).
+    ``"trend"`` is read off the interval: "rising", "falling" or "flat". None with fewer than two seeds."""
+    curves, per_bucket = seed_curves(row, metric)
+    slopes, finals = [], []
+    for points in curves.values():
+        tail = points[-last_points:]
+        if len(tail) < 2:
+            continue
+        x = np.log2([p[0] for p in tail])
+        y = np.array([p[1] for p in tail])
+        slopes.append(float(np.polyfit(x, y, 1)[0]))
+        finals.append(float(y[-1]))
+    if len(slopes) < 2:
+        return None
+    from scipy import stats as scipy_stats
+
+    mean = float(np.mean(slopes))
+    half = float(scipy_stats.t.ppf(0.975, len(slopes) - 1) * np.std(slopes, ddof=1) / math.sqrt(len(slopes)))
+    trend = "rising" if mean - half > 0 else "falling" if mean + half < 0 else "flat"
+    return {"slope": mean, "ci95": [mean - half, mean + half], "per_seed": slopes, "final": float(np.mean(finals)),
+            "images_seen": int(next(iter(curves.values()))[-1][0]), "points": last_points, "trend": trend,
+            "curve_per_bucket": per_bucket}
+
+
+def limits_table(rows: Sequence[ModelRow], floor_value: float, floor: str, last_points: int = 3):
+    """Per learned row with learning curves: its final value on the curve benchmark, the gap to the floor
+    (``floor_value``, the classical method scored on the same benchmark), the slope per doubling with its
+    interval, and, for a model still rising below the floor, the budget at which the straight line in
+    log2(images) would reach it (an extrapolation, labelled as such)."""
+    import pandas as pd
+
+    table = {}
+    for row in rows:
+        slope = curve_slope(row, last_points)
+        if slope is None:
+            continue
+        gap = floor_value - slope["final"]
+        reach = "already above" if gap <= 0 else "n/a (not rising)"
+        if gap > 0 and slope["trend"] == "rising":
+            reach = f"{slope['images_seen'] * 2 ** (gap / slope['slope']):,.0f}"
+        table[row.label] = {"final psnr_hole": slope["final"], f"gap to {floor}": gap,
+                            "dB per doubling": slope["slope"], "95 % CI": f"[{slope['ci95'][0]:+.2f}, {slope['ci95'][1]:+.2f}]",
+                            "trend": slope["trend"], "images to reach the floor (extrapolated)": reach,
+                            "seeds": len(slope["per_seed"])}
+    return pd.DataFrame(table).T
+
+
 def inpainter_spec(factory: Callable[..., nn.Module], kwargs: dict, weights: str | Path, run_dir: str | Path) -> dict:
     """What a chapter stores beside a model's results so the comparison can rebuild it for the grid.
 

@@ -17,8 +17,10 @@ from inpaintlib.compare import (
     bucket_table,
     collect,
     comparison_table,
+    curve_slope,
     example_grid,
     inpainter_spec,
+    limits_table,
     load_inpainter,
     model_rows,
     perceptual_scores,
@@ -275,3 +277,33 @@ def test_budget_notes_name_models_trained_on_other_data(tmp_path):
     write_config(folder, json.loads((folder / "config.json").read_text()))
     notes = budget_notes(model_rows(collect(root, "smoke", EXPECTED[:2])))
     assert notes == ["trained and scored on different data: unet (scenes), deepfill_ca (flat /photos)"]
+
+
+def test_curve_slopes_are_fitted_per_seed_on_log2_images_and_read_off_their_interval(tmp_path):
+    root = tmp_path / "runs"
+    budget = {"images_seen": 3200, "pretrained_images": 0}
+    seen = [800, 1600, 2400, 3200]
+
+    def curve(slope: float, start: float) -> list[dict]:
+        return [{"images_seen": x, "psnr_hole": start + slope * math.log2(x / 800)} for x in seen]
+
+    runs = [{"arm": "rising", "seed": k, "budget": budget, "curve": curve(s, 12.0)} for k, s in enumerate((1.0, 1.2, 0.8))]
+    runs += [{"arm": "flat", "seed": k, "budget": budget, "curve": curve(s, 15.0)} for k, s in enumerate((0.3, -0.3, 0.0))]
+    runs += [{"arm": "rising", "seed": 0, "budget": {"images_seen": 99}, "curve": curve(5.0, 0.0)}]   # another budget
+    experiment = {"experiment": {"curve_per_bucket": 10}, "runs": runs}
+    results = {name: _trained(14.0, 3200, [[14, 14], [14, 14], [14, 14]]) for name in ("rising", "flat", "single")}
+    folder = _run(root, "02_contextual_attention", "d", results)
+    (folder / "metrics.json").write_text(json.dumps({"results": results, "experiment": experiment}))
+    write_config(folder, json.loads((folder / "config.json").read_text()))
+    rows = {r.label: r for r in model_rows(collect(root, "smoke", EXPECTED[:2]))}
+    rising = curve_slope(rows["rising"])
+    # the last three points lie on one line in log2(images): each seed's slope is exact
+    assert rising["per_seed"] == pytest.approx([1.0, 1.2, 0.8]) and rising["slope"] == pytest.approx(1.0)
+    assert rising["trend"] == "rising" and rising["images_seen"] == 3200 and rising["curve_per_bucket"] == 10
+    assert rising["final"] == pytest.approx(14.0)  # 12 + 1.0 * log2(4)
+    assert curve_slope(rows["flat"])["trend"] == "flat" and curve_slope(rows["single"]) is None
+    table = limits_table(list(rows.values()), floor_value=16.0, floor="telea")
+    assert list(table.index) == ["rising", "flat"]
+    assert table.loc["rising", "gap to telea"] == pytest.approx(2.0)
+    assert table.loc["rising", "images to reach the floor (extrapolated)"] == f"{3200 * 2 ** 2.0:,.0f}"
+    assert table.loc["flat", "images to reach the floor (extrapolated)"] == "n/a (not rising)"
