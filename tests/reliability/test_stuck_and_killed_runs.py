@@ -36,11 +36,11 @@ scenes = InpaintingBatches.scenes(32, 8, 4, seed=0)
 first_step = []
 def batches(step):
     first_step.append(step)
-    time.sleep(0.4)  # slow enough to be interrupted half-way
+    time.sleep(0.4)  # slow enough (30 steps, 12 s) to be interrupted well before the end
     return scenes(step)
 said = io.StringIO()
 with contextlib.redirect_stderr(said):
-    trainer = Trainer(UNetMethod((4, 8)), batches, 10, checkpoint_dir=Path(run_dir) / "checkpoints" / "unet",
+    trainer = Trainer(UNetMethod((4, 8)), batches, 30, checkpoint_dir=Path(run_dir) / "checkpoints" / "unet",
                       checkpoint_every=1, progress=False)
     trainer.fit()
 save_metrics(run_dir, {"first_step": first_step[0], "steps": trainer.step, "stderr": said.getvalue()})
@@ -69,8 +69,11 @@ def _wait_for(predicate, timeout: float, what: str):
 def test_6_ctrl_c_gives_one_line_and_exit_130_and_the_rerun_resumes(tmp_path, kernel_environment):
     nb = make_notebook(tmp_path / "nbs", TRAINING)
     runs = tmp_path / "runs"
+    # A terminal delivers Ctrl-C to a process whose SIGINT is at its default; a test run started in the
+    # background (`cmd &` in a script) inherits SIGINT ignored, so the child resets it as a terminal would.
     cli = subprocess.Popen([sys.executable, "-m", "inpaintlib", "run", str(nb), "--preset", "smoke", "--runs-dir", str(runs)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         def checkpoint_at_step_2():
             for ckpt in (runs / nb.stem).glob(".smoke-*.partial-*/checkpoints/unet/latest.safetensors"):
@@ -100,8 +103,8 @@ def test_6_ctrl_c_gives_one_line_and_exit_130_and_the_rerun_resumes(tmp_path, ke
 
     done = run(nb, "smoke", runs_dir=runs, progress=False)
     metrics = done.metrics
-    assert metrics["steps"] == 10 and metrics["first_step"] >= 2, metrics
-    assert f"resuming from step {metrics['first_step']} of 10" in metrics["stderr"]
+    assert metrics["steps"] == 30 and metrics["first_step"] >= 2, metrics
+    assert f"resuming from step {metrics['first_step']} of 30" in metrics["stderr"]
     assert [p.name for p in (runs / nb.stem).iterdir()] == [done.path.name]
 
 
