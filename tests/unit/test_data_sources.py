@@ -202,3 +202,18 @@ def test_an_experiment_on_a_folder_refuses_what_needs_scenes_labels(tmp_path):
         Experiment((arm,), (0,), 2, 2, 16, 8, 1, str(tmp_path / "ck"), boundary_fraction=0.5, data_root=str(tmp_path))
     with pytest.raises(ValueError, match="segmenter_steps"):
         Experiment((arm,), (0,), 2, 2, 16, 8, 1, str(tmp_path / "ck"), segmenter_steps=5, data_root=str(tmp_path))
+
+
+def test_the_photo_folder_script_keeps_test_photographs_out_of_training(tmp_path):
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "make_photo_folder.py"))
+    counts = script["write_photo_folder"](tmp_path / "pf", size=12, per_photo=2, test=("coffee",))
+    assert counts == {"train": 2 * (len(BUNDLED_PHOTOS) - 1), "test": 2}
+    data = open_data_root(tmp_path / "pf")
+    assert data.layout == "celeba-hq" and data.held_out == "the layout's test split"
+    assert {f.name.rsplit("_", 1)[0] for f in data.test} == {"coffee"}
+    assert "coffee" not in {f.name.rsplit("_", 1)[0] for f in data.train}
+    assert load_images(data.test, 12).shape == (2, 3, 12, 12)
+    with pytest.raises(ValueError, match="unknown photo"):
+        script["write_photo_folder"](tmp_path / "bad", test=("lena",))
