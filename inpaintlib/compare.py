@@ -40,7 +40,7 @@ from inpaintlib.classical import CLASSICAL_METHODS
 from inpaintlib.evaluate import Benchmark, EvalResult, evaluate
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.runner import latest_runs
-from inpaintlib.stats import paired_comparison
+from inpaintlib.stats import HELPS, HURTS, NO_EFFECT, paired_comparison, seed_interval, verdict
 from inpaintlib.train import CheckpointError, load_weights
 
 InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -431,12 +431,9 @@ def curve_slope(row: ModelRow, last_points: int = 3, metric: str = "psnr_hole") 
         finals.append(float(y[-1]))
     if len(slopes) < 2:
         return None
-    from scipy import stats as scipy_stats
-
-    mean = float(np.mean(slopes))
-    half = float(scipy_stats.t.ppf(0.975, len(slopes) - 1) * np.std(slopes, ddof=1) / math.sqrt(len(slopes)))
-    trend = "rising" if mean - half > 0 else "falling" if mean + half < 0 else "flat"
-    return {"slope": mean, "ci95": [mean - half, mean + half], "per_seed": slopes, "final": float(np.mean(finals)),
+    interval = seed_interval(slopes)
+    trend = {HELPS: "rising", HURTS: "falling", NO_EFFECT: "flat"}[verdict(interval["ci95"])]
+    return {"slope": interval["mean"], "ci95": interval["ci95"], "per_seed": slopes, "final": float(np.mean(finals)),
             "images_seen": int(next(iter(curves.values()))[-1][0]), "points": last_points, "trend": trend,
             "curve_per_bucket": per_bucket}
 
@@ -592,8 +589,8 @@ def transfer_table(rows: Sequence[ModelRow], photo_results: dict[str, list[EvalR
 def transfer_summary(photo_versus: dict[str, dict], scenes_versus: dict[str, dict], floor: str) -> str:
     """How many learned models are better than, worse than, or not told apart from the floor on each data set."""
     def counts(versus: dict[str, dict]) -> str:
-        tally = {v: sum(r["verdict"] == v for r in versus.values()) for v in ("helps", "hurts", "no detectable effect")}
-        return (f"{tally['helps']} better than {floor}, {tally['hurts']} worse, {tally['no detectable effect']} not "
+        tally = {v: sum(r["verdict"] == v for r in versus.values()) for v in (HELPS, HURTS, NO_EFFECT)}
+        return (f"{tally[HELPS]} better than {floor}, {tally[HURTS]} worse, {tally[NO_EFFECT]} not "
                 f"told apart (of {len(versus)})")
 
     shifts = [photo_versus[k]["delta_mean"] - scenes_versus[k]["delta_mean"] for k in photo_versus if k in scenes_versus]

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from inpaintlib.data.batches import InpaintingBatches
-from inpaintlib.data.sources import folder_batches, folder_benchmark, open_data_root
+from inpaintlib.data.sources import FolderData, folder_batches, folder_benchmark, open_data_root
 from inpaintlib.evaluate import Benchmark, evaluate, seed_spread
 from inpaintlib.masks import BUCKET_NAMES
 from inpaintlib.recipe import Recipe, get_recipe
@@ -139,15 +140,21 @@ class Experiment:
     def batches(self, seed: int) -> InpaintingBatches:
         """Training batches of ``seed``: the same for every arm."""
         if self.data_root is not None:
-            return folder_batches(open_data_root(self.data_root), self.image_size, self.train_images, self.batch_size, seed)
+            return folder_batches(self.folder_data, self.image_size, self.train_images, self.batch_size, seed)
         return InpaintingBatches.scenes(self.image_size, self.train_images, self.batch_size, seed=seed,
                                         boundary_fraction=self.boundary_fraction)
+
+    @cached_property
+    def folder_data(self) -> FolderData:
+        """``data_root`` resolved to its training and held-out files, once per process (a large folder
+        takes a while to list, and a job asks for its batches and two benchmarks)."""
+        return open_data_root(self.data_root)
 
     def benchmark(self, per_bucket: int | None = None, masks: str | None = None) -> Benchmark:
         """The main benchmark (or the one with ``masks``), ``per_bucket`` images per bucket: Scenes, or the
         held-out images of ``data_root``."""
         if self.data_root is not None:
-            return folder_benchmark(open_data_root(self.data_root), self.image_size, per_bucket or self.eval_per_bucket)
+            return folder_benchmark(self.folder_data, self.image_size, per_bucket or self.eval_per_bucket)
         return Benchmark.scenes(self.image_size, per_bucket or self.eval_per_bucket, masks=masks or self.benchmark_masks)
 
     def run_dir(self, arm: str, seed: int) -> Path:

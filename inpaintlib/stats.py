@@ -69,6 +69,17 @@ def paired_interval(differences: np.ndarray, confidence: float = 0.95) -> dict:
             "n_seeds": n_seeds, "images": n_images}
 
 
+def seed_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean of one number measured once per seed, with its t-interval over the seeds:
+    ``{"mean", "ci95": [lo, hi], "half_width", "n_seeds"}`` (at least two seeds)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"an interval over seeds needs at least two values, got shape {x.shape}")
+    mean = float(x.mean())
+    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "half_width": half, "n_seeds": len(x)}
+
+
 def verdict(ci: Sequence[float], higher_is_better: bool = True) -> str:
     """``"helps"``, ``"hurts"`` or ``"no detectable effect"`` from an interval ``[lo, hi]`` of ``with - without``."""
     lo, hi = float(ci[0]), float(ci[1])

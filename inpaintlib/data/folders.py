@@ -310,6 +310,35 @@ def _to_image_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.clip(pixels, 0.0, 1.0)).permute(2, 0, 1).contiguous()
 
 
+def image_layout_files(root: Path, layout: str, split: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """The image files of one split of an image layout: the first of its candidate folders
+    (``IMAGE_LAYOUTS``) that holds any; [] when none does."""
+    for folder, recursive in IMAGE_LAYOUTS[layout][split]:
+        files = list_images(root / folder, extensions, recursive)
+        if files:
+            return files
+    return []
+
+
+def segmentation_layout_files(root: Path, layout: str, split: str) -> list[tuple[Path, Path]]:
+    """``(image, label file)`` pairs of one split of a segmentation layout, sorted; the label files are
+    where the layout keeps them, whether or not they exist. [] when the split holds no image."""
+    if layout == "cityscapes":
+        images = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
+        return [(f, root / "gtFine" / split / f.parent.name / f.name.replace("_leftImg8bit.png", "_gtFine_labelIds.png"))
+                for f in images]
+    base = root / ADE20K_FOLDER if (root / ADE20K_FOLDER).is_dir() else root
+    images = list_images(base / "images" / ADE20K_SPLITS[split], (".jpg",), recursive=False)
+    return [(f, base / "annotations" / ADE20K_SPLITS[split] / f"{f.stem}.png") for f in images]
+
+
+def check_label_files(pairs: list[tuple[Path, Path]]) -> None:
+    """Every image of ``segmentation_layout_files`` has its label file, or one line names the first that has not."""
+    for image, label in pairs:
+        if not label.is_file():
+            raise FolderDatasetError(f"image {image} has no label file: expected {label}")
+
+
 class ImageFolderDataset(Dataset):
     """Photos of one split of an image data set in its public layout; items ``{"image": (3, size, size)}``.
 
@@ -348,11 +377,7 @@ class ImageFolderDataset(Dataset):
         self.size, self.split, self.layout = size, split, layout
         self.extensions = tuple(ext.lower() if ext.startswith(".") else "." + ext.lower() for ext in extensions)
         candidates = IMAGE_LAYOUTS[layout][split]
-        self.files: list[Path] = []
-        for folder, recursive in candidates:
-            self.files = list_images(self.root / folder, self.extensions, recursive)
-            if self.files:
-                break
+        self.files = image_layout_files(self.root, layout, split, self.extensions)
         if not self.files:
             searched = ", ".join(f"{folder}/{'**/' if recursive else ''}*" for folder, recursive in candidates)
             raise FolderDatasetError(
@@ -400,30 +425,21 @@ class SegmentationFolderDataset(Dataset):
         if layout == "cityscapes":
             self.class_names = CITYSCAPES_CLASS_NAMES
             self._table = _label_table(CITYSCAPES_LABEL_TO_TRAIN)
-            image_dir = self.root / "leftImg8bit" / split
-            self.images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
-            self.label_files = [
-                self.root / "gtFine" / split / f.parent.name / f.name.replace("_leftImg8bit.png", "_gtFine_labelIds.png")
-                for f in self.images
-            ]
-            searched = f"{image_dir.relative_to(self.root)}/<city>/*_leftImg8bit.png"
+            searched = f"leftImg8bit/{split}/<city>/*_leftImg8bit.png"
         else:
             self.class_names = ADE20K_CLASS_NAMES
             self._table = _label_table(ADE20K_LABEL_TO_TRAIN)
-            base = self.root / ADE20K_FOLDER if (self.root / ADE20K_FOLDER).is_dir() else self.root
-            image_dir = base / "images" / ADE20K_SPLITS[split]
-            self.images = list_images(image_dir, (".jpg",), recursive=False)
-            self.label_files = [base / "annotations" / ADE20K_SPLITS[split] / f"{f.stem}.png" for f in self.images]
             searched = f"[{ADE20K_FOLDER}/]images/{ADE20K_SPLITS[split]}/*.jpg"
+        pairs = segmentation_layout_files(self.root, layout, split)
+        self.images = [image for image, _ in pairs]
+        self.label_files = [label for _, label in pairs]
         self.num_classes = len(self.class_names)
         if not self.images:
             raise FolderDatasetError(
                 f"no images for layout {layout!r} split {split!r} under {self.root}: searched {searched}; "
                 f"subfolders there: {_subfolders(self.root)}; segmentation layouts: {', '.join(SEGMENTATION_LAYOUTS)}"
             )
-        for image, label in zip(self.images, self.label_files):
-            if not label.is_file():
-                raise FolderDatasetError(f"image {image} has no label file: expected {label}")
+        check_label_files(pairs)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 
 from inpaintlib.data.batches import InpaintingBatches, training_masks
 from inpaintlib.data.folders import (
-    ADE20K_FOLDER, IGNORE_INDEX, IMAGE_LAYOUTS, SEGMENTATION_LAYOUTS, FolderDatasetError, ImageFolderDataset, SegmentationFolderDataset,
-    _check_root, _subfolders, _to_image_tensor, load_square,
+    ADE20K_FOLDER, ADE20K_SPLITS, CITYSCAPES_SPLITS, IGNORE_INDEX, IMAGE_LAYOUTS, SEGMENTATION_LAYOUTS, FolderDatasetError,
+    _check_root, _subfolders, _to_image_tensor, check_label_files, image_layout_files, load_square, segmentation_layout_files,
 )
 from inpaintlib.data.scenes import NUM_CLASSES
 from inpaintlib.evaluate import Benchmark
@@ -59,16 +59,14 @@ def detect_layout(root: str | os.PathLike) -> str:
 
 def _files(root: Path, layout: str, split: str) -> list[Path]:
     """Image files of one split, [] when the layout has no such split or it holds no image."""
-    try:
-        if layout in SEGMENTATION_LAYOUTS:
-            return list(SegmentationFolderDataset(root, size=1, split=split, layout=layout).images)
-        if split not in IMAGE_LAYOUTS[layout]:
+    if layout in SEGMENTATION_LAYOUTS:
+        splits = CITYSCAPES_SPLITS if layout == "cityscapes" else ADE20K_SPLITS
+        if split not in splits:
             return []
-        return ImageFolderDataset(root, size=1, split=split, layout=layout).files
-    except FolderDatasetError as err:
-        if "no images" in str(err):
-            return []
-        raise
+        pairs = segmentation_layout_files(root, layout, split)
+        check_label_files(pairs)
+        return [image for image, _ in pairs]
+    return image_layout_files(root, layout, split) if split in IMAGE_LAYOUTS[layout] else []
 
 
 @dataclass(frozen=True)

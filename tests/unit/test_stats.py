@@ -7,7 +7,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from inpaintlib.stats import (
-    HELPS, HURTS, NO_EFFECT, comparison_sentence, paired_comparison, paired_differences, paired_interval, verdict, verdict_sentence,
+    HELPS, HURTS, NO_EFFECT, comparison_sentence, paired_comparison, paired_differences, paired_interval, seed_interval, verdict,
+    verdict_sentence,
 )
 
 
@@ -84,3 +85,14 @@ def test_comparison_sentence():
     result = {"delta_mean": -0.5, "ci95": [-0.8, -0.2], "n_seeds": 3, "images": 300, "verdict": HURTS}
     assert comparison_sentence("The U-Net", "Telea", result).startswith("The U-Net is worse than Telea on in-hole PSNR (-0.50 dB")
     assert "No difference" in comparison_sentence("A", "B", result | {"verdict": NO_EFFECT, "ci95": [-0.8, 0.1]})
+
+
+def test_seed_interval_by_hand():
+    values = [1.0, 1.2, 0.8]   # mean 1.0, sample std 0.2
+    half = scipy_stats.t.ppf(0.975, 2) * 0.2 / math.sqrt(3)
+    result = seed_interval(values)
+    assert result["mean"] == pytest.approx(1.0) and result["half_width"] == pytest.approx(half)
+    assert result["ci95"] == pytest.approx([1.0 - half, 1.0 + half]) and result["n_seeds"] == 3
+    assert seed_interval(values, confidence=0.5)["half_width"] < half
+    with pytest.raises(ValueError, match="at least two"):
+        seed_interval([1.0])
